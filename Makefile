@@ -1,0 +1,34 @@
+# cp_plugin developer entry points. Every target builds .venv from the lock file when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test bench demo clean
+
+venv: $(STAMP)
+
+# Rebuilt only when the lock file or the package metadata change.
+$(STAMP): requirements/lock.txt setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+# pytest exits 5 when it collected nothing: that is a failure, and said so.
+test: venv
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+bench: venv
+	$(PY) -m benchmarks
+
+demo: venv
+	@echo "make demo (the paper's Table 1 toy experiment) arrives with the toy-experiment issue;" >&2
+	@echo "it is not implemented yet." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) work_dirs .pytest_cache

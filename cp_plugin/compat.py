@@ -1,0 +1,93 @@
+"""Repairs for the mmaction2 1.2.0 / mmengine 0.10.7 stack on current PyTorch.
+
+Applied by ``import cp_plugin`` (so ``custom_imports=dict(imports=['cp_plugin'])`` in a config
+runs it before mmaction2 builds anything); each repair is skipped when its package is missing.
+
+1. ``mmaction.models.localizers.drn`` is missing from the mmaction2 1.2.0 wheel, which breaks
+   ``import mmaction.models``. A placeholder module takes its place.
+2. torch >= 2.6 loads checkpoints with ``weights_only=True``, and mmengine 0.10.7 checkpoints hold
+   its ``HistoryBuffer`` logging objects with numpy arrays inside. Exactly those classes are added
+   to torch's allow-list; the safety check itself stays on.
+"""
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import sys
+import types
+
+_DRN_MODULES = ("mmaction.models.localizers.drn", "mmaction.models.localizers.drn.drn")
+
+
+def _package_dir(name: str):
+    """Directory of an installed top-level package without importing it, or None."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+class _MissingDRN:
+    """Placeholder for mmaction2's DRN localizer, which its 1.2.0 wheel does not ship."""
+
+    def __init__(self, *args, **kwargs):
+        raise ImportError(
+            "mmaction2 1.2.0's wheel lacks mmaction/models/localizers/drn; cp_plugin put a "
+            "placeholder there so the rest of mmaction2 imports. Install mmaction2 from source "
+            "to use DRN.")
+
+
+def install_drn_placeholder() -> bool:
+    """Put a placeholder DRN module in ``sys.modules`` if mmaction2 lacks it; True if installed."""
+    root = _package_dir("mmaction")
+    if root is None or _DRN_MODULES[0] in sys.modules:
+        return False
+    # Look on disk: find_spec('mmaction.models.localizers.drn') would import the broken parent.
+    if os.path.exists(os.path.join(root, "models", "localizers", "drn", "__init__.py")):
+        return False
+    package = types.ModuleType(_DRN_MODULES[0], _MissingDRN.__doc__)
+    package.__path__ = []
+    module = types.ModuleType(_DRN_MODULES[1], _MissingDRN.__doc__)
+    module.DRN = _MissingDRN
+    package.drn = module
+    sys.modules[_DRN_MODULES[0]] = package
+    sys.modules[_DRN_MODULES[1]] = module
+    return True
+
+
+def mmengine_checkpoint_globals() -> list:
+    """The non-tensor classes and functions an mmengine 0.10.7 Runner checkpoint pickles."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    numeric_dtypes = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                      np.uint32, np.uint64, np.float16, np.float32, np.float64)
+    return [
+        HistoryBuffer,
+        # HistoryBuffer keeps its statistics methods in a dict, pickled as getattr(cls, name).
+        # The unpickler still refuses to *call* anything that is not allow-listed.
+        builtins.getattr,
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+        *(type(np.dtype(t)) for t in numeric_dtypes),
+    ]
+
+
+def allow_mmengine_checkpoints() -> bool:
+    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints; True if applied."""
+    if _package_dir("mmengine") is None:
+        return False
+    import torch
+
+    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    return True
+
+
+def apply() -> dict:
+    """Apply every repair whose package is installed; return which were applied."""
+    return {"drn_placeholder": install_drn_placeholder(),
+            "mmengine_checkpoints": allow_mmengine_checkpoints()}

@@ -1,0 +1,220 @@
+"""The CP (Correspondence Proposal) module of CPNet (Liu, Lee and Jin, CVPR 2019)."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .knn import search_other_frames
+from .layout import frames_to_video, video_to_frames
+from .validation import check_finite, check_k, check_num_frames, check_positive_int
+
+_NUM_COORDS = 3  # (t/T, h/H, w/W)
+
+
+def frame_coordinates(num_frames: int, height: int, width: int, *,
+                      device=None, dtype=None) -> torch.Tensor:
+    """(T*H*W, 3) normalised coordinates (t/T, h/H, w/W) in frame-major order."""
+    grids = torch.meshgrid(
+        torch.arange(num_frames, device=device, dtype=dtype) / num_frames,
+        torch.arange(height, device=device, dtype=dtype) / height,
+        torch.arange(width, device=device, dtype=dtype) / width,
+        indexing="ij")
+    return torch.stack(grids, dim=-1).reshape(-1, _NUM_COORDS)
+
+
+def batch_norm_last(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a BatchNorm1d to a channels-last tensor of any rank (statistics over all but the last dim)."""
+    return norm(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+class CPModule(nn.Module):
+    """Correspondence Proposal module: ``x + BN(W g)`` with ``g`` the max over k other-frame pairs.
+
+    For every point i of a clip (N, C, T, H, W) it finds the ``k`` nearest points j in the other
+    frames (squared L2 on the features), embeds every pair with a shared MLP of
+    linear -> BN -> ReLU layers on ``[c_j - c_i, f_i, f_j]`` (c = (t/T, h/H, w/W)), takes the
+    element-wise max over the k pairs and adds a 1x1 projection + BN back to ``x``. That BN starts
+    at zero, so a fresh module is the identity.
+
+    Args:
+        in_channels: C of the input.
+        k: neighbours per point.
+        mlp_channels: widths of the embedding MLP; default (C'/4, C'/2), C' the searched channels.
+        bottleneck_channels: if set, a 1x1x1 conv + BN (no activation) reduces the features to this
+            many channels before the search (the authors' ResNet-101 variant uses C/8).
+        shrink: integer spatial subsampling before the search (the authors use 2 in res3); the
+            result is resized back bilinearly.
+        num_frames: T for (N*T, C, H, W) inputs when the caller does not pass it (TSN-style 2D
+            backbones); wrappers may also set ``num_clips`` at run time.
+        knn_chunk_size: queries per chunk in the neighbour search (None: sized from a memory cap).
+    """
+
+    def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
+                 bottleneck_channels: Optional[int] = None, shrink: int = 1,
+                 num_frames: Optional[int] = None, knn_chunk_size: Optional[int] = None) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.k = check_positive_int("k", k)
+        self.shrink = check_positive_int("shrink", shrink)
+        self.num_frames = None if num_frames is None else check_num_frames(num_frames)
+        self.num_clips: Optional[int] = None
+        self.knn_chunk_size = (None if knn_chunk_size is None
+                               else check_positive_int("knn_chunk_size", knn_chunk_size))
+
+        if bottleneck_channels is None:
+            self.bottleneck = None
+            search_channels = in_channels
+        else:
+            search_channels = check_positive_int("bottleneck_channels", bottleneck_channels)
+            self.bottleneck = nn.Sequential(
+                nn.Conv3d(in_channels, search_channels, 1, bias=False), nn.BatchNorm3d(search_channels))
+        self.search_channels = search_channels
+
+        if mlp_channels is None:
+            mlp_channels = (max(1, search_channels // 4), max(1, search_channels // 2))
+        mlp_channels = tuple(mlp_channels)
+        if not mlp_channels:
+            raise ValueError("mlp_channels must name at least one layer width, e.g. (C // 4, C // 2)")
+        for i, width in enumerate(mlp_channels):
+            check_positive_int(f"mlp_channels[{i}]", width)
+        self.mlp_channels = mlp_channels
+
+        widths = (_NUM_COORDS + 2 * search_channels,) + mlp_channels
+        self.mlp = nn.ModuleList(
+            nn.Sequential(nn.Linear(c_in, c_out, bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
+            for c_in, c_out in zip(widths[:-1], widths[1:]))
+        self.out_proj = nn.Linear(mlp_channels[-1], in_channels, bias=False)
+        self.out_norm = nn.BatchNorm1d(in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He init for the linear layers; the output BN at zero so the module is the identity."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv3d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_parameters()
+        self.zero_output_norm()
+
+    def zero_output_norm(self) -> None:
+        """Zero the output BN's gamma and beta (identity module); framework inits call this again."""
+        nn.init.zeros_(self.out_norm.weight)
+        nn.init.zeros_(self.out_norm.bias)
+
+    def extra_repr(self) -> str:
+        parts = [f"in_channels={self.in_channels}", f"k={self.k}", f"mlp_channels={self.mlp_channels}"]
+        if self.bottleneck is not None:
+            parts.append(f"bottleneck_channels={self.search_channels}")
+        if self.shrink != 1:
+            parts.append(f"shrink={self.shrink}")
+        if self.num_frames is not None:
+            parts.append(f"num_frames={self.num_frames}")
+        return ", ".join(parts)
+
+    def forward(self, x: torch.Tensor, num_clips: Optional[int] = None,
+                num_frames: Optional[int] = None) -> torch.Tensor:
+        """(N, C, T, H, W) -> same; or (N*T, C, H, W) -> same given ``num_clips`` or ``num_frames``."""
+        video, to_input_layout = self._as_video(x, num_clips, num_frames)
+        check_finite("x", x)
+        return x + to_input_layout(self.compute_delta(video))
+
+    def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
+        """The residual added to ``video`` (N, C, T, H, W); may be a strided view."""
+        points, size = self._search_points(video)
+        n, num_points, _ = points.shape
+        neighbours = search_other_frames(points, num_points // size[0], self.k, self.knn_chunk_size)
+
+        # First layer, split: W [c_j - c_i, f_i, f_j] = (W_a f_i - W_c c_i) + (W_b f_j + W_c c_j),
+        # so both halves are computed once per point and only the second one is gathered per pair.
+        w_coord, w_centre, w_neighbour = self.mlp[0][0].weight.split(
+            [_NUM_COORDS, self.search_channels, self.search_channels], dim=1)
+        coord_term = frame_coordinates(*size, device=points.device, dtype=points.dtype) @ w_coord.t()
+        centre = points @ w_centre.t() - coord_term
+        neighbour = points @ w_neighbour.t() + coord_term
+        width = neighbour.shape[-1]
+        gathered = neighbour.gather(
+            1, neighbours.reshape(n, -1, 1).expand(-1, -1, width)).view(n, num_points, self.k, width)
+        pairs = centre.unsqueeze(2) + gathered  # (N, P, k, C1)
+
+        _, norm, act = self.mlp[0]
+        pairs = act(batch_norm_last(norm, pairs))
+        for linear, norm, act in self.mlp[1:]:
+            pairs = act(batch_norm_last(norm, linear(pairs)))
+        return self._output(pairs.amax(dim=2), size, video)
+
+    # -- helpers shared with cp_plugin.reference -------------------------------------------
+
+    def _search_points(self, video: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
+        """Bottleneck and shrink ``video``; return its points (N, P, C') and (T, H', W')."""
+        features = video if self.bottleneck is None else self.bottleneck(video)
+        t, h, w = features.shape[2:]
+        if self.shrink > 1:
+            if h < self.shrink or w < self.shrink:
+                raise ValueError(
+                    f"shrink={self.shrink} needs feature maps of at least {self.shrink}x{self.shrink}, "
+                    f"got {h}x{w}; use a smaller shrink for this block.")
+            h, w = h // self.shrink, w // self.shrink
+            # Nearest sampling with an integer factor keeps every shrink-th pixel, as the
+            # authors' TF resize does for a factor of 2.
+            features = F.interpolate(features, size=(t, h, w), mode="nearest")
+        check_k(self.k, t, h * w)
+        return features.flatten(2).transpose(1, 2), (t, h, w)
+
+    def _output(self, pooled: torch.Tensor, size: Tuple[int, int, int],
+                video: torch.Tensor) -> torch.Tensor:
+        """Project the pooled (N, P, C_last) embedding back to a (N, C, T, H, W) residual."""
+        delta = batch_norm_last(self.out_norm, self.out_proj(pooled))
+        delta = delta.unflatten(1, size).permute(0, 4, 1, 2, 3)
+        if self.shrink > 1:
+            delta = F.interpolate(delta, size=video.shape[2:], mode="trilinear", align_corners=False)
+        return delta
+
+    def _as_video(self, x: torch.Tensor, num_clips: Optional[int], num_frames: Optional[int]
+                  ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """View ``x`` as (N, C, T, H, W) and return the function mapping a residual back."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() not in (4, 5):
+            raise ValueError(
+                f"x must be (N, C, T, H, W), or (N*T, C, H, W) with num_clips or num_frames; "
+                f"got {x.dim()} dims {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x has {x.shape[1]} channels but this CPModule was built with "
+                f"in_channels={self.in_channels}; build it with in_channels={x.shape[1]} or "
+                f"place it after a layer with {self.in_channels} channels.")
+        if x.dim() == 5:
+            check_num_frames(x.shape[2])
+            return x, lambda delta: delta
+        num_frames = self._frames_per_clip(x.shape[0], num_clips, num_frames)
+        return frames_to_video(x, num_frames), video_to_frames
+
+    def _frames_per_clip(self, batch: int, num_clips: Optional[int],
+                         num_frames: Optional[int]) -> int:
+        if num_clips is None and num_frames is None:
+            num_clips, num_frames = self.num_clips, self.num_frames
+        if num_clips is not None:
+            check_positive_int("num_clips", num_clips)
+            if batch % num_clips:
+                raise ValueError(
+                    f"a (N*T, C, H, W) batch of {batch} frames does not divide into "
+                    f"num_clips={num_clips} clips; pass the number of clips the batch holds.")
+            if num_frames is not None and num_clips * num_frames != batch:
+                raise ValueError(
+                    f"num_clips={num_clips} x num_frames={num_frames} != batch size {batch}; "
+                    f"pass only one of them or make them agree.")
+            num_frames = batch // num_clips
+        elif num_frames is not None:
+            check_positive_int("num_frames", num_frames)
+            if batch % num_frames:
+                raise ValueError(
+                    f"a (N*T, C, H, W) batch of {batch} frames does not divide into clips of "
+                    f"num_frames={num_frames}; pass the T the batch was flattened from.")
+        else:
+            raise ValueError(
+                "a (N*T, C, H, W) input needs num_clips or num_frames (as forward arguments or "
+                "module attributes) to split the batch into clips; or pass (N, C, T, H, W).")
+        return check_num_frames(num_frames)

@@ -1,0 +1,45 @@
+"""Plain, obviously-correct CP maths: the oracle for tests and the baseline for benchmarks.
+
+Nothing here is optimised: the neighbour search builds the full (P x P) distance matrix from
+explicit differences, and the MLP runs on the concatenated pair input [c_j - c_i, f_i, f_j].
+Use :class:`cp_plugin.CPModule` for real work.
+"""
+from __future__ import annotations
+
+import torch
+
+from .cp_module import CPModule, batch_norm_last, frame_coordinates
+from .validation import check_points
+
+__all__ = ["other_frame_knn", "ReferenceCPModule"]
+
+
+def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
+    """Same contract as :func:`cp_plugin.other_frame_knn`, by brute force."""
+    points_per_frame = check_points(points, num_frames, k)
+    with torch.no_grad():
+        diff = points[:, :, None, :] - points[:, None, :, :]
+        distances = diff.pow(2).sum(-1)  # (N, P, P)
+        frame_of = torch.arange(points.shape[1], device=points.device) // points_per_frame
+        distances = distances.masked_fill(frame_of[:, None] == frame_of[None, :], float("inf"))
+        return distances.topk(k, dim=-1, largest=False).indices
+
+
+class ReferenceCPModule(CPModule):
+    """:class:`CPModule` with the plain forward: same parameters, so state dicts are interchangeable."""
+
+    def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
+        points, size = self._search_points(video)
+        n, num_points, channels = points.shape
+        neighbours = other_frame_knn(points, size[0], self.k)  # (N, P, k)
+
+        coords = frame_coordinates(*size, device=points.device, dtype=points.dtype)
+        batch = torch.arange(n, device=points.device)[:, None, None]
+        centre = points[:, :, None, :].expand(n, num_points, self.k, channels)
+        neighbour = points[batch, neighbours]
+        offset = coords[neighbours] - coords[:, None, :]
+        pairs = torch.cat([offset, centre, neighbour], dim=-1)  # (N, P, k, 3 + 2C')
+
+        for linear, norm, act in self.mlp:
+            pairs = act(batch_norm_last(norm, linear(pairs)))
+        return self._output(pairs.amax(dim=2), size, video)

@@ -1,0 +1,65 @@
+"""Argument checks shared by the CP module, the neighbour search and the reference.
+
+Every error names the argument, the value it got and what to do instead.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_num_frames(num_frames: int) -> int:
+    check_positive_int("num_frames", num_frames)
+    if num_frames < 2:
+        raise ValueError(
+            f"num_frames (T) must be >= 2: CP looks for correspondences in *other* frames, "
+            f"got T={num_frames}. Feed clips of at least 2 frames.")
+    return num_frames
+
+
+def check_k(k: int, num_frames: int, points_per_frame: int) -> int:
+    check_positive_int("k", k)
+    largest = (num_frames - 1) * points_per_frame
+    if k > largest:
+        raise ValueError(
+            f"k={k} is larger than the number of candidate points in the other frames, "
+            f"(T-1)*H*W = ({num_frames}-1)*{points_per_frame} = {largest}; use k <= {largest}.")
+    return k
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    # Data-dependent check: skipped while torch.compile traces so it causes no graph break.
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(
+            f"{name} contains {bad} non-finite value(s) (NaN or Inf); CP distances would be "
+            f"meaningless. Check the input data and the layers before this module.")
+
+
+def check_points(points: torch.Tensor, num_frames: int, k: int) -> int:
+    """Validate a (N, P, C) frame-major point set; return the points per frame (H*W)."""
+    if not isinstance(points, torch.Tensor):
+        raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}")
+    if points.dim() != 3:
+        raise ValueError(
+            f"points must have shape (N, P, C) with P = T*H*W in frame-major order, "
+            f"got {points.dim()} dims {tuple(points.shape)}")
+    check_num_frames(num_frames)
+    num_points = points.shape[1]
+    if num_points % num_frames:
+        raise ValueError(
+            f"points has P={num_points} points, which does not divide into num_frames={num_frames} "
+            f"frames; pass the T the points were flattened from.")
+    points_per_frame = num_points // num_frames
+    check_k(k, num_frames, points_per_frame)
+    check_finite("points", points)
+    return points_per_frame

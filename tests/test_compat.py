@@ -1,0 +1,149 @@
+"""cp_plugin.compat against the real mmaction2 / mmengine stack, and imports without it."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import cp_plugin
+from cp_plugin import CPModule
+
+# A finder placed first on sys.meta_path that makes the named packages look uninstalled.
+BLOCK_IMPORTS = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def run_python(code: str, blocked=()) -> subprocess.CompletedProcess:
+    script = f"BLOCKED = {set(blocked)!r}\n" + BLOCK_IMPORTS + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def test_import_without_mmaction_or_mmengine():
+    result = run_python("""
+        import cp_plugin, torch
+        assert cp_plugin.compat.apply() == {'drn_placeholder': False, 'mmengine_checkpoints': False}
+        x = torch.randn(1, 8, 2, 3, 3)
+        assert torch.equal(cp_plugin.CPModule(8, k=2)(x), x)
+        assert 'mmaction' not in sys.modules and 'mmengine' not in sys.modules
+        print('ok')
+    """, blocked={"mmaction", "mmengine", "mmcv"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_timm_adapters_needs_timm():
+    result = run_python("import timm_adapters", blocked={"timm"})
+    assert result.returncode != 0
+    assert 'pip install "cp-plugin[timm]"' in result.stderr
+    ok = run_python("import timm_adapters; print('ok')")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_mmaction_models_import_after_cp_plugin():
+    result = run_python("""
+        import cp_plugin
+        import mmaction.models
+        from mmaction.registry import MODELS
+        assert MODELS.get('C2D') is not None
+        from mmaction.models.localizers.drn.drn import DRN
+        try:
+            DRN()
+        except ImportError as error:
+            assert 'lacks mmaction/models/localizers/drn' in str(error)
+        else:
+            raise AssertionError('placeholder DRN must refuse to build')
+        print('ok')
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+class TinyVideoData(torch.utils.data.Dataset):
+    """Eight random (C=4, T=3, 5x5) clips with labels, generated in memory."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        gen = torch.Generator().manual_seed(index)
+        return dict(inputs=torch.randn(4, 3, 5, 5, generator=gen), labels=torch.tensor(index % 2))
+
+
+def make_runner(work_dir, max_epochs, resume=False):
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class TinyCPNet(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.cp = CPModule(4, k=2)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, inputs, labels, mode="tensor"):
+            logits = self.fc(self.cp(inputs).amax(dim=(2, 3, 4)))
+            if mode == "loss":
+                return dict(loss=nn.functional.cross_entropy(logits, labels))
+            return logits
+
+    return Runner(
+        model=TinyCPNet(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=TinyVideoData(), batch_size=4, num_workers=0,
+                              collate_fn=dict(type="default_collate"),
+                              sampler=dict(type="DefaultSampler", shuffle=True)),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9)),
+        param_scheduler=dict(type="MultiStepLR", milestones=[1], by_epoch=True),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1),
+                           logger=dict(type="LoggerHook", interval=1)),
+        randomness=dict(seed=0), resume=resume)
+
+
+def test_runner_checkpoint_resumes_under_weights_only(tmp_path):
+    pytest.importorskip("mmengine")
+    make_runner(tmp_path, max_epochs=1).train()
+    checkpoint = tmp_path / "epoch_1.pth"
+    # torch's default is weights_only=True; the allow-list makes the logging objects load.
+    state = torch.load(checkpoint)
+    # Every global the checkpoint names is one the allow-list holds.
+    allowed = {f"{obj.__module__}.{obj.__qualname__}"
+               for obj in cp_plugin.compat.mmengine_checkpoint_globals()}
+    assert set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)) <= allowed
+    assert type(state["message_hub"]["log_scalars"]["train/loss"]).__name__ == "HistoryBuffer"
+    assert "cp.out_norm.weight" in "".join(state["state_dict"])
+
+    resumed = make_runner(tmp_path, max_epochs=2, resume=True)
+    resumed.train()
+    assert resumed.iter == 4 and resumed.epoch == 2
+    assert (tmp_path / "epoch_2.pth").exists()
+    final = torch.load(tmp_path / "epoch_2.pth", weights_only=True)
+    assert final["meta"]["iter"] == 4
+    assert all(torch.isfinite(v).all() for v in final["state_dict"].values() if v.is_floating_point())
+
+
+def test_allow_list_is_needed():
+    """Without the allow-list the same checkpoint is refused: the test above is not vacuous."""
+    pytest.importorskip("mmengine")
+    result = run_python("""
+        import io, torch
+        from mmengine.logging.history_buffer import HistoryBuffer
+        buffer = io.BytesIO()
+        torch.save({'hub': HistoryBuffer([1.0, 2.0], [1, 1])}, buffer)
+        buffer.seek(0)
+        try:
+            torch.load(buffer)
+        except Exception as error:
+            print('refused', type(error).__name__)
+        import cp_plugin
+        buffer.seek(0)
+        print(type(torch.load(buffer)['hub']).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["refused", "UnpicklingError", "HistoryBuffer"]

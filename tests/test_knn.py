@@ -1,0 +1,100 @@
+import itertools
+
+import pytest
+import torch
+
+from cp_plugin import other_frame_knn, reference
+
+
+def brute_force_distances(points, num_frames):
+    """(N, P, P) squared distances in float64 with the own frame at +inf."""
+    p = points.double()
+    d = (p[:, :, None] - p[:, None]).pow(2).sum(-1)
+    frame = torch.arange(p.shape[1]) // (p.shape[1] // num_frames)
+    return d.masked_fill(frame[:, None] == frame[None], float("inf"))
+
+
+def assert_exact_knn(points, num_frames, k, indices):
+    n, num_points, _ = points.shape
+    assert indices.dtype == torch.int64
+    assert indices.shape == (n, num_points, k)
+    frame = torch.arange(num_points) // (num_points // num_frames)
+    assert not (frame[indices] == frame[None, :, None]).any(), "neighbour in the query's own frame"
+    # Every point appears at most once per query.
+    assert (indices.sort(-1).values.diff(dim=-1) != 0).all()
+    distances = brute_force_distances(points, num_frames)
+    chosen = distances.gather(2, indices).sort(-1).values
+    expected = distances.topk(k, dim=-1, largest=False).values
+    # Compare distances, not indices, so equal distances cannot make the test flaky.
+    torch.testing.assert_close(chosen, expected, rtol=1e-5, atol=1e-5)
+
+
+SIZES = [(1, 1), (5, 5), (14, 14)]
+
+
+@pytest.mark.parametrize("n,t,size", list(itertools.product([1, 3], [2, 3, 8], SIZES)))
+def test_matches_brute_force(n, t, size):
+    h, w = size
+    gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h)
+    points = torch.randn(n, t * h * w, 6, generator=gen)
+    for k in sorted({1, min(8, (t - 1) * h * w), (t - 1) * h * w}):
+        assert_exact_knn(points, t, k, other_frame_knn(points, t, k))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_equals_unchunked(chunk_size):
+    points = torch.randn(3, 4 * 25, 8, generator=torch.Generator().manual_seed(0))
+    whole = other_frame_knn(points, 4, 8, chunk_size=points.shape[1])
+    chunked = other_frame_knn(points, 4, 8, chunk_size=chunk_size)
+    assert torch.equal(whole, chunked)
+    assert torch.equal(whole, reference.other_frame_knn(points, 4, 8))
+
+
+def test_default_chunk_never_builds_the_full_matrix(monkeypatch):
+    import cp_plugin.knn as knn
+
+    seen = []
+    real_baddbmm = torch.baddbmm
+
+    def spy(*args, **kwargs):
+        out = real_baddbmm(*args, **kwargs)
+        seen.append(out.shape)
+        return out
+
+    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(knn.torch, "baddbmm", spy)
+    points = torch.randn(2, 4 * 49, 4)
+    indices = other_frame_knn(points, 4, 5)
+    assert all(shape[0] * shape[1] * shape[2] <= 1000 for shape in seen)
+    assert len(seen) > 1
+    assert_exact_knn(points, 4, 5, indices)
+
+
+def test_no_gradient_and_low_precision_inputs():
+    points = torch.randn(2, 3 * 16, 8, requires_grad=True)
+    indices = other_frame_knn(points, 3, 4)
+    assert not indices.requires_grad
+    assert_exact_knn(points.detach(), 3, 4, indices)
+    # bfloat16 points are searched in float32: the result is exact for the rounded values.
+    rounded = points.detach().bfloat16()
+    assert_exact_knn(rounded.float(), 3, 4, other_frame_knn(rounded, 3, 4))
+
+
+def test_large_common_offset_keeps_exact_ranking():
+    points = torch.randn(1, 3 * 25, 8, generator=torch.Generator().manual_seed(1)) + 1e4
+    assert_exact_knn(points, 3, 6, other_frame_knn(points, 3, 6))
+
+
+@pytest.mark.parametrize("search", [other_frame_knn, reference.other_frame_knn])
+@pytest.mark.parametrize("args,error,match", [
+    ((torch.randn(8, 4), 2, 1), ValueError, "points must have shape"),
+    ((torch.randn(1, 8, 4), 1, 1), ValueError, "num_frames .* must be >= 2"),
+    ((torch.randn(1, 9, 4), 2, 1), ValueError, "does not divide into num_frames=2"),
+    ((torch.randn(1, 8, 4), 2, 5), ValueError, "use k <= 4"),
+    ((torch.randn(1, 8, 4), 2, 0), ValueError, "k must be >= 1"),
+    ((torch.randn(1, 8, 4), 2, 1.5), TypeError, "k must be an int"),
+    ((torch.full((1, 8, 4), float("nan")), 2, 1), ValueError, "points contains 32 non-finite"),
+])
+def test_bad_arguments(search, args, error, match):
+    with pytest.raises(error, match=match):
+        search(*args)
