@@ -2,7 +2,8 @@
 
 The core (``CPModule``, ``other_frame_knn``, ``reference``) is pure PyTorch. When mmaction2 and
 mmengine are installed, importing this package also repairs their known install problems
-(see :mod:`cp_plugin.compat`).
+(:mod:`cp_plugin.compat`) and registers its modules with mmaction2
+(:mod:`cp_plugin.mmaction_plugin`).
 """
 from . import compat, reference
 from .cp_module import CPModule
@@ -13,3 +14,5 @@ __version__ = "0.1.0"
 __all__ = ["CPModule", "other_frame_knn", "frames_to_video", "video_to_frames", "reference", "compat"]
 
 compat.apply()
+if compat.mmaction_installed():
+    from . import mmaction_plugin  # noqa: F401  (registers with mmaction2)

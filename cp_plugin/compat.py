@@ -41,6 +41,10 @@ class _MissingDRN:
             "to use DRN.")
 
 
+def mmaction_installed() -> bool:
+    return _package_dir("mmaction") is not None
+
+
 def install_drn_placeholder() -> bool:
     """Put a placeholder DRN module in ``sys.modules`` if mmaction2 lacks it; True if installed."""
     root = _package_dir("mmaction")

@@ -48,7 +48,7 @@ class CPModule(nn.Module):
         shrink: integer spatial subsampling before the search (the authors use 2 in res3); the
             result is resized back bilinearly.
         num_frames: T for (N*T, C, H, W) inputs when the caller does not pass it (TSN-style 2D
-            backbones); wrappers may also set ``num_clips`` at run time.
+            backbones).
         knn_chunk_size: queries per chunk in the neighbour search (None: sized from a memory cap).
     """
 
@@ -60,7 +60,6 @@ class CPModule(nn.Module):
         self.k = check_positive_int("k", k)
         self.shrink = check_positive_int("shrink", shrink)
         self.num_frames = None if num_frames is None else check_num_frames(num_frames)
-        self.num_clips: Optional[int] = None
         self.knn_chunk_size = (None if knn_chunk_size is None
                                else check_positive_int("knn_chunk_size", knn_chunk_size))
 
@@ -195,7 +194,7 @@ class CPModule(nn.Module):
     def _frames_per_clip(self, batch: int, num_clips: Optional[int],
                          num_frames: Optional[int]) -> int:
         if num_clips is None and num_frames is None:
-            num_clips, num_frames = self.num_clips, self.num_frames
+            num_frames = self.num_frames
         if num_clips is not None:
             check_positive_int("num_clips", num_clips)
             if batch % num_clips:
@@ -215,6 +214,6 @@ class CPModule(nn.Module):
                     f"num_frames={num_frames}; pass the T the batch was flattened from.")
         else:
             raise ValueError(
-                "a (N*T, C, H, W) input needs num_clips or num_frames (as forward arguments or "
-                "module attributes) to split the batch into clips; or pass (N, C, T, H, W).")
+                "a (N*T, C, H, W) input needs num_clips or num_frames (forward arguments, or "
+                "num_frames at construction) to split the batch into clips; or pass (N, C, T, H, W).")
         return check_num_frames(num_frames)

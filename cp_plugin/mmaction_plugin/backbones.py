@@ -1,0 +1,187 @@
+"""mmaction2 backbones with modules inside their residual blocks: ``VideoBackbone``, ``CPBackbone``."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+from mmaction.registry import MODELS
+from mmengine.model import BaseModule
+from torch import nn
+
+from ..insertion import BlockSpec, insert_modules, insertion_sites, sites_removed
+from ..layout import frames_to_video, video_to_frames
+from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
+
+# Presets by the type of the inserted module.
+PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS}
+
+_EXTRA_BLOCK_SPECS: Dict[type, BlockSpec] = {}
+
+
+def register_block(block_class: type, spec: BlockSpec) -> None:
+    """Let modules be inserted into another residual-block class (see :class:`BlockSpec`)."""
+    _EXTRA_BLOCK_SPECS[block_class] = spec
+
+
+def block_specs() -> Dict[type, BlockSpec]:
+    """mmaction2's residual blocks: each ends with ``out = self.relu(out + identity)``."""
+    from mmaction.models.backbones.resnet import BasicBlock, Bottleneck
+    from mmaction.models.backbones.resnet3d import BasicBlock3d, Bottleneck3d
+
+    def last_conv(name):
+        return lambda block: getattr(block, name).conv.out_channels
+
+    specs = {BasicBlock: BlockSpec("relu", last_conv("conv2")),
+             Bottleneck: BlockSpec("relu", last_conv("conv3")),
+             BasicBlock3d: BlockSpec("relu", last_conv("conv2")),
+             Bottleneck3d: BlockSpec("relu", last_conv("conv3"))}
+    specs.update(_EXTRA_BLOCK_SPECS)
+    return specs
+
+
+def takes_frames(backbone: nn.Module) -> bool:
+    """Whether an mmaction2 backbone runs on frames (N*T, C, H, W) rather than clips."""
+    from mmaction.models.backbones import C2D, ResNet
+
+    return isinstance(backbone, ResNet) and not isinstance(backbone, C2D)
+
+
+def _drop_inner_prefix(module, state_dict, prefix, local_metadata):
+    """Save the inner backbone's entries under the wrapper's prefix, as a plain backbone would."""
+    inner = prefix + "backbone."
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        state_dict[prefix + key[len(inner):] if key.startswith(inner) else key] = value
+
+
+def _add_inner_prefix(module, state_dict, prefix, *args):
+    """Accept plain-backbone keys (``layer1.0...``) as well as wrapped ones on load."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if not key.startswith(prefix + "backbone."):
+            state_dict[prefix + "backbone." + key[len(prefix):]] = state_dict.pop(key)
+
+
+@MODELS.register_module()
+class VideoBackbone(BaseModule):
+    """Any mmaction2 ResNet-like backbone as a clip backbone, with modules inside its blocks.
+
+    Args:
+        backbone: config of the inner backbone: ``ResNet`` (C2D without temporal pooling, TSN),
+            ``ResNetTSM``, ``C2D`` or ``ResNet3d``.
+        insertions: each ``dict(blocks=..., position=..., module=dict(type=..., **options))``:
+            ``blocks`` a list of block names (``'layer3.1'`` or ``dict(block='layer3.1', **options)``)
+            or a preset name of the module's type; ``position`` ``'before_activation'`` (after
+            the residual add) or ``'after_block'``. Each module is built with ``in_channels``
+            set to its block's output channels.
+        num_segments: frames per clip for (N*T, C, H, W) inputs (Recognizer2D); defaults to the
+            inner backbone's ``num_segments``.
+
+    Inputs are (N, C, T, H, W) clips (Recognizer3D; a 2D inner backbone then runs on the frames
+    and its features come back as (N, C', T, H', W')) or clip-major frames (N*T, C, H, W).
+    In state dicts the wrapper is invisible: keys are the plain backbone's plus the inserted
+    modules' (``layer3.1.relu.module.*``), so plain checkpoints load with only those missing.
+    """
+
+    def __init__(self, backbone: dict, insertions: Sequence[dict] = (),
+                 num_segments: Optional[int] = None, init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.frame_input = takes_frames(self.backbone)
+        self.num_segments = num_segments or getattr(self.backbone, "num_segments", None)
+        specs = block_specs()
+        for index, insertion in enumerate(insertions):
+            self._insert(dict(insertion), f"insertions[{index}]", specs)
+        self.register_state_dict_post_hook(_drop_inner_prefix)
+        self.register_load_state_dict_pre_hook(_add_inner_prefix)
+
+    def _insert(self, insertion: dict, where: str, specs) -> None:
+        unknown = set(insertion) - {"blocks", "position", "module"}
+        if unknown or "module" not in insertion:
+            raise ValueError(f"{where} must be dict(blocks=..., position=..., module=dict(type=...)), "
+                             f"got keys {sorted(insertion)}")
+        module_cfg = dict(insertion["module"])
+        presets = PRESETS_BY_TYPE.get(str(module_cfg.get("type")), {})
+        blocks, defaults = resolve_placement(insertion.get("blocks"), presets, f"{where}.blocks")
+
+        def build(channels: int, overrides: dict) -> nn.Module:
+            return MODELS.build({**defaults, **module_cfg, **overrides, "in_channels": channels})
+
+        insert_modules(self.backbone, blocks, build,
+                       insertion.get("position", "before_activation"), specs)
+
+    def __getattr__(self, name: str):
+        # Heads and recognizers read attributes such as feat_dim from the backbone.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_") or "backbone" not in self._modules:
+                raise
+            return getattr(self._modules["backbone"], name)
+
+    def get(self, name: str, default=None):
+        """Recognizer2D's ``max_testing_views`` asks its backbone ``.get('num_segments')``."""
+        return getattr(self, name, default)
+
+    def init_weights(self) -> None:
+        """Initialise the plain backbone as configured; inserted modules keep their own init.
+
+        The inserted modules are taken out meanwhile, so backbone-wide initialisers (ResNet3d
+        sets every BN to 1) and torchvision-checkpoint loaders never touch them.
+        """
+        with sites_removed(self.backbone):
+            self.backbone.init_weights()
+        self._is_init = True
+
+    def train(self, mode: bool = True) -> "VideoBackbone":
+        """Train as the inner backbone does (norm_eval, partial_bn, frozen_stages), except that
+        inserted modules always follow ``mode`` and stay trainable."""
+        super().train(mode)
+        for site in insertion_sites(self):
+            site.module.train(mode)
+            site.module.requires_grad_(True)
+        return self
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple]:
+        clips_to_frames = x.dim() == 5 and self.frame_input
+        if x.dim() == 5:
+            num_clips = x.shape[0]
+        elif x.dim() == 4:
+            if not self.num_segments:
+                raise ValueError(
+                    f"{type(self).__name__} got frames (N*T, C, H, W) but no num_segments; set "
+                    f"num_segments=T in its config or feed clips (N, C, T, H, W) via Recognizer3D")
+            if x.shape[0] % self.num_segments:
+                raise ValueError(f"a batch of {x.shape[0]} frames does not divide into clips of "
+                                 f"num_segments={self.num_segments}")
+            num_clips = x.shape[0] // self.num_segments
+        else:
+            raise ValueError(f"input must be (N, C, T, H, W) or (N*T, C, H, W), got {tuple(x.shape)}")
+        for site in insertion_sites(self):
+            site.num_clips = num_clips
+        if not clips_to_frames:
+            return self.backbone(x)
+        out = self.backbone(video_to_frames(x))
+        if isinstance(out, tuple):
+            return tuple(frames_to_video(o, o.shape[0] // num_clips) for o in out)
+        return frames_to_video(out, out.shape[0] // num_clips)
+
+
+@MODELS.register_module()
+class CPBackbone(VideoBackbone):
+    """A backbone with CP modules after the residual add of chosen blocks.
+
+    Args:
+        backbone: the inner backbone's config (see :class:`VideoBackbone`).
+        cp_blocks: a preset name (``'resnet18'``, ``'resnet18-6cp'``, ``'resnet34'``,
+            ``'resnet50'``, ``'resnet101'``: the authors' placements) or a list of block names.
+        cp_cfg: :class:`cp_plugin.CPModule` options for every module (``k``, ``mlp_channels``...),
+            over the preset's.
+        insertions: further modules, as in :class:`VideoBackbone`.
+    """
+
+    def __init__(self, backbone: dict, cp_blocks: Union[str, Sequence] = "resnet18",
+                 cp_cfg: Optional[dict] = None, insertions: Sequence[dict] = (), **kwargs) -> None:
+        cp = dict(blocks=cp_blocks, position="before_activation",
+                  module=dict(type="CPModule", **(cp_cfg or {})))
+        super().__init__(backbone, insertions=[cp, *insertions], **kwargs)
