@@ -151,6 +151,7 @@ class SMARTBlock(nn.Module):
         return self.out(self.reduce(y))
 
     def init_weights(self) -> None:
+        """Caffe-xavier convs, BN weight 1 / bias 0 (see :func:`caffe_xavier_init_`)."""
         caffe_xavier_init_(self)
 
     def extra_repr(self) -> str:
@@ -197,9 +198,14 @@ class ARTNetResNet18(nn.Module):
     =======  ===============================================================  =============
 
     No max-pool and every stride is (2, 2, 2), so each of T, H, W shrinks to ceil(size / 16)
-    (16 or 8 frames -> T' = 1, 32 -> 2). The stem is a non-stem SMART block: its BN + ReLU is the ``pre`` of res2's
-    first unit, because in the prototxt that unit's identity shortcut adds the *un-normalised*
-    stem output. The last sum gets a BN + ReLU; pooling, dropout (0.2) and the fc belong to the head.
+    (16 or 8 frames -> T' = 1, 32 -> 2). The stem is a non-stem SMART block: its BN + ReLU is
+    the ``pre`` of res2's first unit, because in the prototxt that unit's identity shortcut adds
+    the *un-normalised* stem output. The last sum gets a BN + ReLU; pooling, dropout (0.2) and
+    the fc belong to the head.
+
+    The prototxt gives the res3-res5 convs zero-initialised biases; every one of them reaches a
+    BN (directly, or through the sum) before any non-linearity, which cancels a constant
+    per-channel shift, so they are left out (6,016 parameters for ``base_channels=64``).
 
     Args:
         in_channels: input channels (3 for RGB).

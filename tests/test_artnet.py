@@ -28,7 +28,8 @@ def n_params(module):
 # ------------------------------------------------------------------------------------------ SMART
 
 @pytest.mark.parametrize("kwargs, in_shape, out_shape", [
-    (dict(in_channels=16, out_channels=16, temporal_kernel=1, stem=True), (2, 16, 4, 12, 12), (2, 16, 4, 12, 12)),
+    (dict(in_channels=16, out_channels=16, temporal_kernel=1, stem=True),
+     (2, 16, 4, 12, 12), (2, 16, 4, 12, 12)),
     (dict(in_channels=16, out_channels=16, temporal_kernel=3), (2, 16, 4, 12, 12), (2, 16, 4, 12, 12)),
     (dict(in_channels=8, out_channels=12, temporal_kernel=3, stride=2), (1, 8, 5, 11, 10), (1, 12, 3, 6, 5)),
     (dict(in_channels=8, out_channels=12, temporal_kernel=1, stride=(1, 2, 2), stem=True),
@@ -56,7 +57,7 @@ def test_cross_channel_pool_matches_loop_over_channel_pairs():
 @pytest.mark.parametrize("stem", [False, True])
 @pytest.mark.parametrize("kt", [1, 3])
 def test_smart_forward_matches_functional_spec(stem, kt):
-    """conv->BN per branch, square + pair-mean + BN on the relation, concat [a, r], ReLU, 1x1x1 (+BN, ReLU)."""
+    """conv->BN per branch; square, pair-mean, BN on the relation; concat [a, r]; ReLU; 1x1x1 (+BN, ReLU)."""
     torch.manual_seed(0)
     block = randomise_norms(SMARTBlock(6, 8, 3, kt, stride=(1, 2, 2), stem=stem).double()).eval()
     x = torch.randn(2, 6, 5, 9, 9, dtype=torch.float64)
@@ -64,8 +65,9 @@ def test_smart_forward_matches_functional_spec(stem, kt):
     def bn(m, v):
         return F.batch_norm(v, m.running_mean, m.running_var, m.weight, m.bias, training=False, eps=m.eps)
 
-    a = bn(block.appearance_bn, F.conv3d(x, block.appearance_conv.weight, stride=(1, 2, 2), padding=(0, 1, 1)))
-    r = bn(block.relation_bn, F.conv3d(x, block.relation_conv.weight, stride=(1, 2, 2), padding=(kt // 2, 1, 1)))
+    stride = (1, 2, 2)
+    a = bn(block.appearance_bn, F.conv3d(x, block.appearance_conv.weight, stride=stride, padding=(0, 1, 1)))
+    r = bn(block.relation_bn, F.conv3d(x, block.relation_conv.weight, stride=stride, padding=(kt // 2, 1, 1)))
     r = bn(block.pool_bn, torch.stack([(r[:, 2 * i] ** 2 + r[:, 2 * i + 1] ** 2) / 2 for i in range(4)], 1))
     y = F.conv3d(F.relu(torch.cat([a, r], 1)), block.reduce.weight)
     if stem:
@@ -141,8 +143,7 @@ def artnet():
 
 @pytest.mark.parametrize("in_shape, out_shape", [
     ((2, 3, 8, 112, 112), (2, 512, 1, 7, 7)),
-    ((1, 3, 16, 112, 112), (1, 512, 1, 7, 7)),  # prototxt: 16x112x112 -> 1x7x7 before the 1x7x7 avg-pool
-    ((1, 3, 32, 112, 112), (1, 512, 2, 7, 7)),
+    ((1, 3, 32, 32, 32), (1, 512, 2, 2, 2)),  # every size shrinks to ceil(size / 16)
 ])
 def test_artnet_output_shape(artnet, in_shape, out_shape):
     with torch.no_grad():
@@ -154,14 +155,17 @@ def test_artnet_output_shape(artnet, in_shape, out_shape):
 
 def test_artnet_stage_resolutions(artnet):
     """Table of Sec. 1.2: 8x56x56, 8x56x56, 4x28x28, 2x14x14, 1x7x7 for a 16x112x112 clip."""
-    x = torch.randn(1, 3, 16, 112, 112)
+    clip = torch.randn(1, 3, 16, 112, 112)
     shapes = []
     with torch.no_grad():
-        x = artnet.eval().stem(x)
+        x = artnet.eval().stem(clip)
         shapes.append(tuple(x.shape[1:]))
         for stage in (artnet.res2, artnet.res3, artnet.res4, artnet.res5):
             x = stage(x)
             shapes.append(tuple(x.shape[1:]))
+        y = artnet(clip)
+    torch.testing.assert_close(y, artnet.final(x))
+    assert y.shape == (1, 512, 1, 7, 7)  # not 2x7x7: the prototxt's head pools 1x7x7 over T' = 1
     assert shapes == [(64, 8, 56, 56), (64, 8, 56, 56), (128, 4, 28, 28), (256, 2, 14, 14), (512, 1, 7, 7)]
 
 
@@ -218,7 +222,8 @@ def test_artnet_structure(artnet):
             assert first.shortcut.kernel_size == (3, 3, 3) and first.shortcut.stride == (2, 2, 2)
     for unit in artnet.res5:
         assert isinstance(unit.conv2, nn.Conv3d) and unit.conv2.kernel_size == (3, 3, 3)
-    assert not any(isinstance(m, (nn.MaxPool3d, nn.AvgPool3d, nn.Linear, nn.Dropout)) for m in artnet.modules())
+    head_like = (nn.MaxPool3d, nn.AvgPool3d, nn.Linear, nn.Dropout)
+    assert not any(isinstance(m, head_like) for m in artnet.modules())
 
 
 def test_artnet_identity_shortcut_adds_the_raw_stem_output():
@@ -260,9 +265,9 @@ def test_init_weights_is_caffe_xavier_and_bn_identity(artnet):
 def test_artnet_backward_reaches_every_parameter():
     torch.manual_seed(0)
     net = ARTNetResNet18(base_channels=16).train()
-    x = torch.randn(2, 3, 8, 48, 48, requires_grad=True)
+    x = torch.randn(2, 3, 8, 32, 32, requires_grad=True)
     y = net(x)
-    assert y.shape == (2, 128, 1, 3, 3)
+    assert y.shape == (2, 128, 1, 2, 2)
     (y * torch.randn_like(y)).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

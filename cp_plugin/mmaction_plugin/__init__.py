@@ -5,19 +5,23 @@ Imported by ``import cp_plugin`` when mmaction2 is installed, so configs only ne
 """
 import warnings
 
-with warnings.catch_warnings():
-    # mmcv-lite lacks mmcv's compiled ops and warns about one of them on import; no module
-    # used here needs them.
-    warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
-    from mmaction.registry import MODELS
-    from mmcv.cnn import NonLocal3d
+# mmcv-lite lacks mmcv's compiled ops, and mmaction2's models warn about one of them when
+# imported (lazily, on the first registry lookup); no module used with cp_plugin needs them.
+warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
 
+from mmaction.registry import MODELS  # noqa: E402
+from mmcv.cnn import NonLocal3d  # noqa: E402
+
+from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
+from .six_crop import SixCrop
 
 MODELS.register_module("CPModule", module=CPModule)
+MODELS.register_module("SMARTBlock", module=SMARTBlock)
+MODELS.register_module("ARTNetResNet18", module=ARTNetResNet18)
 # mmcv registers NonLocal2d only; the C2D + Non-local baseline places NonLocal3d by config.
 if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
 
-__all__ = ["CPBackbone", "VideoBackbone", "block_specs", "register_block"]
+__all__ = ["CPBackbone", "VideoBackbone", "SixCrop", "block_specs", "register_block"]

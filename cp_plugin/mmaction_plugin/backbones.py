@@ -76,6 +76,8 @@ class VideoBackbone(BaseModule):
             set to its block's output channels.
         num_segments: frames per clip for (N*T, C, H, W) inputs (Recognizer2D); defaults to the
             inner backbone's ``num_segments``.
+        inserted_norm_eval: keep the inserted modules' BN layers in eval mode (frozen running
+            statistics), as ``norm_eval`` does for the backbone's; for fine-tuning phases.
 
     Inputs are (N, C, T, H, W) clips (Recognizer3D; a 2D inner backbone then runs on the frames
     and its features come back as (N, C', T, H', W')) or clip-major frames (N*T, C, H, W).
@@ -84,8 +86,10 @@ class VideoBackbone(BaseModule):
     """
 
     def __init__(self, backbone: dict, insertions: Sequence[dict] = (),
-                 num_segments: Optional[int] = None, init_cfg=None) -> None:
+                 num_segments: Optional[int] = None, inserted_norm_eval: bool = False,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.inserted_norm_eval = inserted_norm_eval
         self.backbone = MODELS.build(backbone)
         self.frame_input = takes_frames(self.backbone)
         self.num_segments = num_segments or getattr(self.backbone, "num_segments", None)
@@ -135,11 +139,15 @@ class VideoBackbone(BaseModule):
 
     def train(self, mode: bool = True) -> "VideoBackbone":
         """Train as the inner backbone does (norm_eval, partial_bn, frozen_stages), except that
-        inserted modules always follow ``mode`` and stay trainable."""
+        inserted modules follow ``mode`` (and ``inserted_norm_eval``) and stay trainable."""
         super().train(mode)
         for site in insertion_sites(self):
             site.module.train(mode)
             site.module.requires_grad_(True)
+            if mode and self.inserted_norm_eval:
+                for module in site.module.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
         return self
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple]:
