@@ -1,6 +1,6 @@
 # Jester v1 raw frames (docs/data_preparation.md), the authors' protocol: 12-frame clips every
-# 2nd frame, shorter side 128, random resized crops to 112, colour jitter; test: shorter side
-# 112, 8 clips x 6 full-height crops. No flips: the authors flipped with a label swap in their
+# 2nd frame, shorter side 128, random resized crops to 112, colour jitter (no hue); test:
+# shorter side 112, 8 clips x 6 full-height crops. No flips: the authors flipped with a label swap in their
 # own (alphabetical) class numbering, which mmaction2's list tools do not use, and a mirror also
 # swaps clockwise/counterclockwise gestures that their swap missed.
 dataset_type = 'RawframeDataset'
@@ -14,7 +14,9 @@ train_pipeline = [
     dict(type='Resize', scale=(-1, 128)),
     dict(type='RandomResizedCrop', area_range=(0.5, 1.0), aspect_ratio_range=(0.9, 1.1)),
     dict(type='Resize', scale=(112, 112), keep_ratio=False),
-    dict(type='ColorJitter', brightness=0.25, contrast=0.25, saturation=0.25, hue=0.1),
+    # The authors also jitter hue by +-0.1; mmaction2 1.2.0's ColorJitter overflows on negative
+    # hue shifts under numpy 2, so hue is left alone.
+    dict(type='ColorJitter', brightness=0.25, contrast=0.25, saturation=0.25, hue=0),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]

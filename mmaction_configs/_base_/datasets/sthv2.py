@@ -1,7 +1,8 @@
 # Something-Something v2 videos (docs/data_preparation.md), the authors' protocol: 12-frame clips
 # taken every 2nd frame (2 s at 12 fps), shorter side 240, random resized crops (area 0.5-1,
-# aspect 0.9-1.1) to 224, colour jitter, horizontal flips that swap the left/right label pairs;
-# test: shorter side 224, 16 clips x 6 full-height crops (SixCrop), softmax scores averaged.
+# aspect 0.9-1.1) to 224, colour jitter (no hue), horizontal flips that swap the left/right
+# label pairs; test: shorter side 224, 16 clips x 6 full-height crops (SixCrop), softmax scores
+# averaged.
 dataset_type = 'VideoDataset'
 data_root = 'data/sthv2/videos'
 ann_file_train = 'data/sthv2/sthv2_train_list_videos.txt'
@@ -15,7 +16,9 @@ train_pipeline = [
     dict(type='Resize', scale=(-1, 240)),
     dict(type='RandomResizedCrop', area_range=(0.5, 1.0), aspect_ratio_range=(0.9, 1.1)),
     dict(type='Resize', scale=(224, 224), keep_ratio=False),
-    dict(type='ColorJitter', brightness=0.25, contrast=0.25, saturation=0.25, hue=0.1),
+    # The authors also jitter hue by +-0.1; mmaction2 1.2.0's ColorJitter overflows on negative
+    # hue shifts under numpy 2, so hue is left alone.
+    dict(type='ColorJitter', brightness=0.25, contrast=0.25, saturation=0.25, hue=0),
     dict(type='Flip', flip_ratio=0.5, flip_label_map=flip_label_map),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
