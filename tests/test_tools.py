@@ -1,0 +1,90 @@
+"""tools/train.py and tools/test.py as users run them: subprocesses on a shipped config."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cp_plugin  # noqa: F401
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from shrink import shrink_config
+
+REPO = os.path.join(os.path.dirname(__file__), "..")
+CPNET_SSV2 = os.path.join(REPO, "mmaction_configs", "sthv2", "cpnet_r18_12x2_sthv2_phase1.py")
+
+
+def run_tool(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def small_config(tmp_path, video_data, rawframe_data, imagenet_checkpoint):
+    cfg = shrink_config(Config.fromfile(CPNET_SSV2), tmp_path / "work", video_data,
+                        rawframe_data, imagenet_checkpoint)
+    path = tmp_path / "config.py"
+    cfg.dump(str(path))
+    return path
+
+
+def test_train_stop_and_resume(small_config, tmp_path):
+    work = tmp_path / "work"
+    run_tool("tools/train.py", str(small_config), "--work-dir", str(work))
+    assert torch.load(work / "epoch_1.pth")["meta"]["iter"] == 1  # weights_only=True
+    log = run_tool("tools/train.py", str(small_config), "--work-dir", str(work), "--resume",
+                   "--cfg-options", "train_cfg.max_epochs=3")
+    assert "resumed epoch: 1, iter: 1" in log
+    final = torch.load(work / "epoch_3.pth")
+    assert final["meta"]["epoch"] == 3 and final["meta"]["iter"] == 3
+    assert all(torch.isfinite(v).all() for v in final["state_dict"].values()
+               if v.is_floating_point())
+
+
+def test_multi_view_scores_average_each_videos_views(small_config, tmp_path, video_data):
+    """16 clips x 6 crops per video, two videos per batch: each score is its own views' mean."""
+    from mmaction.registry import DATASETS, MODELS
+
+    init_default_scope("mmaction")
+    cfg = Config.fromfile(str(small_config))
+    (tmp_path / "two.txt").write_text("clip_0.mp4 0\nclip_2.mp4 2\n")
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():  # CP modules that do something, so mixed-up clips would show
+        for name, param in model.named_parameters():
+            if "out_norm.weight" in name:
+                param.uniform_(0.5, 1.5)
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"state_dict": model.state_dict()}, checkpoint)
+
+    dump = tmp_path / "scores.pkl"
+    run_tool("tools/test.py", str(small_config), str(checkpoint), "--dump", str(dump),
+             "--work-dir", str(tmp_path / "test"), "--cfg-options",
+             f"test_dataloader.dataset.ann_file={tmp_path / 'two.txt'}",
+             "test_dataloader.batch_size=2")
+    with open(dump, "rb") as f:
+        results = pickle.load(f)
+    assert len(results) == 2
+
+    dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, ann_file=str(tmp_path / "two.txt")))
+    model.eval()
+    for index, result in enumerate(results):
+        sample = dataset[index]
+        views = sample["inputs"]  # (views, C, T, H, W)
+        assert views.shape[0] == 2 * 6
+        probabilities = []
+        for view in views:  # one view at a time: nothing else in the batch
+            data = model.data_preprocessor(
+                dict(inputs=[view[None]], data_samples=[sample["data_samples"]]), False)
+            with torch.no_grad():
+                features = model(data["inputs"], data["data_samples"], mode="tensor")
+                logits = model.cls_head(features)
+            probabilities.append(logits.softmax(-1))
+        expected = torch.cat(probabilities).mean(0)
+        torch.testing.assert_close(result["pred_score"], expected, rtol=1e-4, atol=1e-5)
