@@ -230,3 +230,23 @@ def test_frames_without_num_segments():
     wrapped = MODELS.build(dict(type="CPBackbone", backbone=INNER["ResNet"]))
     with pytest.raises(ValueError, match="no num_segments"):
         wrapped(frames())
+
+
+def test_readme_config_example(tmp_path):
+    """The README's 'Add CP modules to your mmaction2 config' snippet builds and runs."""
+    import os
+    import re
+
+    from mmengine.config import Config
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    snippet = re.search(r"```python\n(# my_cpnet_c2d_r50\.py\n.*?)```", readme, re.S).group(1)
+    path = tmp_path / "my_cpnet_c2d_r50.py"
+    path.write_text(snippet)
+    cfg = Config.fromfile(str(path))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    sites = list(insertion_sites(model))
+    assert len(sites) == 5 and all(s.module.k == 4 for s in sites)
+    features = model.extract_feat(clips(n=1, size=64)[None])[0]  # (N, views, C, T, H, W)
+    assert features.shape == (1, 2048, 4, 2, 2)
