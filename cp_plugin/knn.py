@@ -7,8 +7,9 @@ import torch
 
 from .validation import check_points, check_positive_int
 
-#: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 64 MiB in float32.
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
+#: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 4 MiB in float32,
+#: small enough to stay in cache between the matmul that writes it and the top-k that reads it.
+DEFAULT_CHUNK_ELEMENTS = 1 << 20
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
@@ -19,9 +20,9 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
         points: (N, P, C) features, P = T*H*W points in frame-major (t, h, w) order.
         num_frames: T; the points of frame t are ``P // T * t`` .. ``P // T * (t + 1) - 1``.
         k: neighbours per point, 1 <= k <= (T-1)*H*W. Frames may contribute 0..k each.
-        chunk_size: queries handled at once; extra memory is O(N * chunk_size * P).
-            ``None`` sizes chunks so that one distance matrix holds at most
-            ``DEFAULT_CHUNK_ELEMENTS`` elements.
+        chunk_size: queries handled at once (chunks never span two frames); extra memory is
+            O(N * chunk_size * P). ``None`` sizes chunks so that one distance matrix holds at
+            most ``DEFAULT_CHUNK_ELEMENTS`` elements.
 
     Returns:
         int64 tensor (N, P, k), nearest first. No gradient flows through the selection.
@@ -36,8 +37,10 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
                         chunk_size: Optional[int] = None) -> torch.Tensor:
     """:func:`other_frame_knn` without argument checks, for callers that validated already."""
     n, num_points, _ = points.shape
+    hw = points_per_frame
+    candidates_per_query = num_points - hw
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(1, n * num_points))
+        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(1, n * candidates_per_query))
     with torch.no_grad():
         # Half precision would blur the ranking: search in at least float32. Distances do not
         # change under translation, so centring first keeps the expansion below accurate for
@@ -46,16 +49,19 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
         if pts.dtype not in (torch.float32, torch.float64):
             pts = pts.float()
         pts = pts - pts.mean(dim=1, keepdim=True)
-        # ||q - p||^2 = ||q||^2 + ||p||^2 - 2 q.p; ||q||^2 is constant per query and does
-        # not change the ranking, so it is left out.
-        sq_norms = pts.pow(2).sum(-1).unsqueeze(1)  # (N, 1, P)
-        candidates_t = pts.transpose(1, 2)  # (N, C, P)
-        frame_of = torch.arange(num_points, device=pts.device) // points_per_frame
-        chunks = []
-        for start in range(0, num_points, chunk_size):
-            stop = min(start + chunk_size, num_points)
-            scores = torch.baddbmm(sq_norms, pts[:, start:stop], candidates_t, alpha=-2.0)
-            own_frame = frame_of[start:stop, None] == frame_of[None, :]  # (Q, P)
-            scores.masked_fill_(own_frame, float("inf"))
-            chunks.append(scores.topk(k, dim=-1, largest=False).indices)
-        return torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]
+        # ||q - p||^2 = ||q||^2 + (||p||^2 - 2 q.p), and ||q||^2 does not change a query's
+        # ranking. One matmul gives the rest: queries [-2q, 1] against candidates [p, ||p||^2].
+        queries = torch.cat([pts * -2.0, pts.new_ones(n, num_points, 1)], dim=-1)
+        keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1)
+        indices = torch.empty(n, num_points, k, dtype=torch.long, device=pts.device)
+        for frame_start in range(0, num_points, hw):
+            frame_stop = frame_start + hw
+            # Only the other frames are candidates: no own-frame mask to build or skip.
+            others = torch.cat([keys[:, :frame_start], keys[:, frame_stop:]], dim=1).transpose(1, 2)
+            for start in range(frame_start, frame_stop, chunk_size):
+                stop = min(start + chunk_size, frame_stop)
+                scores = torch.bmm(queries[:, start:stop], others)  # (N, Q, (T-1)HW)
+                nearest = scores.topk(k, dim=-1, largest=False).indices
+                # Candidates after the query's frame sit hw positions later in the clip.
+                indices[:, start:stop] = nearest + (nearest >= frame_start) * hw
+        return indices
