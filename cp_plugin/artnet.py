@@ -43,10 +43,11 @@ def _triple(name: str, value: Union[int, Tuple[int, int, int]]) -> Triple:
     return tuple(check_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
-def _conv(in_channels: int, out_channels: int, kernel: Triple, stride=1) -> nn.Conv3d:
+def _conv(in_channels: int, out_channels: int, kernel: Triple, stride=1,
+          padding_mode: str = "zeros") -> nn.Conv3d:
     """Bias-free Conv3d with 'same' padding (k // 2); every conv here is followed by a BN."""
     return nn.Conv3d(in_channels, out_channels, kernel, stride=stride,
-                     padding=tuple(k // 2 for k in kernel), bias=False)
+                     padding=tuple(k // 2 for k in kernel), bias=False, padding_mode=padding_mode)
 
 
 def _check_video(x: torch.Tensor, channels: int, who: str) -> None:
@@ -107,11 +108,12 @@ class SMARTBlock(nn.Module):
             "SMART 3x3x1" (H x W x T notation), whose relation branch sees one frame at a time.
         stride: int or (T, H, W) stride of both branch convs.
         stem: add BN + ReLU after the reduction (the block used as a network's first layer).
+        padding_mode: padding of both branch convs (``nn.Conv3d``'s; the toy uses 'circular').
     """
 
     def __init__(self, in_channels: int, out_channels: int, spatial_kernel: int = 3,
                  temporal_kernel: int = 3, stride: Union[int, Triple] = (1, 1, 1),
-                 stem: bool = False) -> None:
+                 stem: bool = False, padding_mode: str = "zeros") -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
@@ -127,9 +129,10 @@ class SMARTBlock(nn.Module):
         self.relation_channels = out_channels // 2
 
         c, ks = out_channels, spatial_kernel
-        self.appearance_conv = _conv(in_channels, c, (1, ks, ks), self.stride)
+        self.appearance_conv = _conv(in_channels, c, (1, ks, ks), self.stride, padding_mode)
         self.appearance_bn = nn.BatchNorm3d(c)
-        self.relation_conv = _conv(in_channels, c, (temporal_kernel, ks, ks), self.stride)
+        self.relation_conv = _conv(in_channels, c, (temporal_kernel, ks, ks), self.stride,
+                                   padding_mode)
         self.relation_bn = nn.BatchNorm3d(c)
         self.pool_bn = nn.BatchNorm3d(self.relation_channels)
         self.reduce = _conv(c + self.relation_channels, c, (1, 1, 1))

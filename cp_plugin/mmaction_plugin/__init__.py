@@ -16,6 +16,7 @@ from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
 from .six_crop import SixCrop
+from .toy import ConvBNReLU3d, MovingSquareDataset, ToyVideoNet
 
 MODELS.register_module("CPModule", module=CPModule)
 MODELS.register_module("SMARTBlock", module=SMARTBlock)
@@ -24,4 +25,5 @@ MODELS.register_module("ARTNetResNet18", module=ARTNetResNet18)
 if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
 
-__all__ = ["CPBackbone", "VideoBackbone", "SixCrop", "block_specs", "register_block"]
+__all__ = ["CPBackbone", "VideoBackbone", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
+           "ConvBNReLU3d", "block_specs", "register_block"]
