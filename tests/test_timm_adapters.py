@@ -1,0 +1,504 @@
+"""timm_adapters: CP modules in timm models, the video wrapper, model names and mmaction2 use."""
+import copy
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+import timm
+import timm.models
+import timm.optim
+import timm_adapters
+from cp_plugin import CPModule
+from cp_plugin.insertion import ActivationSite, insertion_sites
+from cp_plugin.presets import CP_PRESETS
+from timm_adapters import (UnsupportedBlockError, VideoModel, create_video_model, insert_cp,
+                           register_block)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run these small models on one thread. With two OpenMP threads on a 2-core machine that
+    is busy elsewhere, each op waits for a descheduled thread: a 32 px ResNet-50 forward took
+    2.2 s instead of 0.04 s. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def clips(n=2, t=4, size=32, channels=3, seed=0):
+    return torch.randn(n, channels, t, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def c2d(plain, x):
+    """The plain image model as C2D: per-frame features, global average over T, H, W, classifier."""
+    n, c, t, h, w = x.shape
+    frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+    features = plain.forward_features(frames)
+    video = features.reshape(n, t, *features.shape[1:]).permute(0, 2, 1, 3, 4)
+    return video, plain.get_classifier()(video.mean(dim=(2, 3, 4)))
+
+
+def cp_modules(model):
+    return [site.module for site in insertion_sites(model) if isinstance(site.module, CPModule)]
+
+
+def activate_cp(model, seed=0):
+    """Give every CP module a non-zero output BN so that it is no longer the identity."""
+    gen = torch.Generator().manual_seed(seed)
+    for cp in cp_modules(model):
+        with torch.no_grad():
+            cp.out_norm.weight.copy_(torch.randn(cp.out_norm.weight.shape, generator=gen))
+            cp.out_norm.bias.copy_(0.1 * torch.randn(cp.out_norm.bias.shape, generator=gen))
+    return model
+
+
+def preset_blocks(name):
+    return [b if isinstance(b, str) else b["block"] for b in CP_PRESETS[name]["blocks"]]
+
+
+def sgd_step(model, x, labels, lr=0.1):
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    F.cross_entropy(model(x), labels).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+# ---------------------------------------------------------------------------------------------
+# Insertion into supported families: exact C2D at init, keys, training changes the output.
+
+FAMILIES = [  # model, blocks, final activation attribute
+    ("resnet18", "resnet18", "act2"),
+    ("resnet50", "resnet50", "act3"),
+    ("resnext50_32x4d", "resnet50", "act3"),
+    ("seresnet50", "resnet50", "act3"),
+    ("ecaresnet50d", "resnet50", "act3"),
+    ("skresnet18", "resnet18", "act"),
+    ("resnest14d", ["layer2.0", "layer3.0"], "act3"),
+    ("regnety_002", ["s3.b1", "s3.b2"], "act3"),
+]
+
+
+@pytest.mark.parametrize("name,blocks,act", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_identity_at_init_keys_and_training(name, blocks, act):
+    torch.manual_seed(0)
+    video = create_video_model(name, blocks, num_classes=5)
+    plain = timm.create_model(name, num_classes=5)
+    names = preset_blocks(blocks) if isinstance(blocks, str) else blocks
+    assert set(names) <= set(dict(plain.named_modules()))  # e.g. regnet's 's3.b1' exists
+
+    # State dict: the plain model's keys plus CP keys under <block>.<act>.module.
+    loaded = plain.load_state_dict(video.state_dict(), strict=False)
+    cp_keys = set(loaded.unexpected_keys)
+    assert loaded.missing_keys == [] and cp_keys
+    assert set(video.state_dict()) == set(plain.state_dict()) | cp_keys
+    assert {k.split(".module.")[0] for k in cp_keys} == {f"{b}.{act}" for b in names}
+    assert len(cp_modules(video)) == len(names)
+
+    video.eval()
+    plain.eval()
+    x = clips()
+    with torch.no_grad():
+        features, logits = c2d(plain, x)
+        assert torch.equal(video.forward_features(x), features)
+        assert torch.equal(video(x), logits)
+
+    sgd_step(video, x, torch.tensor([1, 3]))
+    assert all(cp.out_norm.weight.any() for cp in cp_modules(video))
+    video.eval()
+    plain.load_state_dict(video.state_dict(), strict=False)  # same trained backbone, no CP
+    with torch.no_grad():
+        assert not torch.allclose(video(x), c2d(plain, x)[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals.
+
+@pytest.mark.parametrize("name,blocks,match", [
+    ("res2net50_26w_4s", "resnet50",
+     r"'layer2\.2' \(timm\.models\.res2net\.Bottle2neck\).*shared activation"),
+    ("legacy_seresnet18", "resnet18",
+     r"'layer2\.0' \(timm\.models\.senet\.SEResNetBlock\).*shared activation.*seresnet18"),
+    ("resnetv2_50", ["stages.2.blocks.0"], r"PreActBottleneck\).*pre-activation block"),
+    ("regnetz_005", ["s3.b1"], r"'s3\.b1'.*no residual add.*`downsample` is None"),
+])
+def test_unsupported_timm_blocks_are_refused(name, blocks, match):
+    with pytest.raises(UnsupportedBlockError, match=match):
+        create_video_model(name, blocks)
+
+
+def test_torchvision_resnet_is_refused():
+    model = torchvision.models.resnet18()
+    with pytest.raises(UnsupportedBlockError, match=r"torchvision\.models\.resnet\.BasicBlock\).*"
+                       r"shared activation.*Use timm's ResNet"):
+        insert_cp(model, "resnet18")
+    assert isinstance(UnsupportedBlockError("x"), ValueError)
+    assert not list(insertion_sites(model))
+
+
+def test_bad_selections_leave_the_model_unchanged():
+    model = timm.create_model("resnet18")
+    with pytest.raises(ValueError, match=r"no module named 'layer9\.0'.*layer1\.0, layer1\.1"):
+        insert_cp(model, ["layer2.0", "layer9.0"])
+    with pytest.raises(UnsupportedBlockError,
+                       match=r"'layer3' \(torch\.nn.*Sequential\).*register_block"):
+        insert_cp(model, ["layer2.0", "layer3"])
+    with pytest.raises(TypeError, match="unknown CPModule option.*'kk'"):
+        insert_cp(model, "resnet18", kk=3)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        insert_cp(model, ["layer2.0", dict(block="layer3.0", k=0)])
+    with pytest.raises(ValueError, match="unknown blocks preset 'resnet19'"):
+        insert_cp(model, "resnet19")
+    assert not list(insertion_sites(model))
+    video = VideoModel(model)
+    insert_cp(video, ["layer3.1"], k=2)  # into the image model of a VideoModel
+    with pytest.raises(ValueError, match="already has a CP module"):
+        insert_cp(model, ["layer3.1"])
+
+
+class AddThenAct(nn.Module):
+    """A residual block of a user's own: conv, BN, add, then its own activation."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)) + x)
+
+
+class SharedAct(AddThenAct):
+    def forward(self, x):
+        return self.act(self.act(self.bn(self.conv(x))) + x)
+
+
+class ActNotLast(AddThenAct):
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)) + x) * 2
+
+
+def toy_net(block_class):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), block_class(), block_class())
+
+
+def test_register_block_and_probe(monkeypatch):
+    # Registrations made here end with the test.
+    monkeypatch.setattr(timm_adapters.blocks, "_SUPPORTED", dict(timm_adapters.blocks._SUPPORTED))
+    monkeypatch.setattr(timm_adapters.blocks, "_REFUSED", dict(timm_adapters.blocks._REFUSED))
+    model = toy_net(AddThenAct)
+    with pytest.raises(UnsupportedBlockError, match=r"AddThenAct is not a registered.*"
+                       r"register_block\(AddThenAct, activation='<attr>'\)"):
+        insert_cp(model, ["1"])
+    register_block(AddThenAct, "act")
+    inserted = insert_cp(model, ["1", "2"], k=2)
+    assert list(inserted) == ["1", "2"] and inserted["1"].in_channels == 8
+    assert isinstance(model[1].act, ActivationSite)
+    assert timm_adapters.candidate_blocks(toy_net(SharedAct)) == ["1", "2"]  # by subclass
+
+    # The probe checks each instance, whatever the registry says.
+    for cls, match in [(SharedAct, r"shared activation: `act` ran 2 time\(s\) during 1 call"),
+                       (ActNotLast, r"`act` is not the last step of the block")]:
+        model = toy_net(cls)
+        with pytest.raises(UnsupportedBlockError, match=match):
+            insert_cp(model, ["2"])
+        assert not list(insertion_sites(model))
+    register_block(timm.models.res2net.Bottle2neck, "relu")  # a wrong registration is caught
+    with pytest.raises(UnsupportedBlockError, match=r"`relu` ran 5 time\(s\) during 1 call"):
+        insert_cp(timm.models.res2net.res2net50_26w_4s(), ["layer2.0"])
+    with pytest.raises(ValueError, match="activation must be the attribute name"):
+        register_block(AddThenAct, "a.b")
+
+
+def test_probe_restores_modes_and_leaves_weights():
+    model = timm.create_model("resnet18")
+    model.train()
+    model.layer1.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    insert_cp(model, ["layer3.0"])
+    assert model.training and not model.layer1.training and model.layer2.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The video wrapper.
+
+def test_clip_shapes_and_clips_are_independent():
+    torch.manual_seed(0)
+    model = activate_cp(timm.create_model("cpnet_resnet18", num_classes=7)).eval()
+    for t in (4, 8, 16):
+        for n in (1, 2, 3):
+            x = clips(n, t, seed=10 * t + n)
+            with torch.no_grad():
+                features = model.forward_features(x)
+                logits = model.forward_head(features)
+            assert features.shape == (n, 512, t, 1, 1) and logits.shape == (n, 7)
+            if n == 3:  # clip-major splitting: each clip's result is its own
+                with torch.no_grad():
+                    alone = torch.cat([model(x[i:i + 1]) for i in range(n)])
+                torch.testing.assert_close(logits, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_trained_at_8_frames_evaluates_at_16():
+    torch.manual_seed(0)
+    model = timm.create_model("cpnet_resnet18", num_classes=4)
+    sgd_step(model, clips(2, 8), torch.tensor([0, 3]))
+    model.eval()
+    plain = timm.create_model("resnet18", num_classes=4).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    for n in (1, 3):
+        x = clips(n, 16, seed=n)
+        with torch.no_grad():
+            out = model(x)
+            assert out.shape == (n, 4) and torch.isfinite(out).all()
+            assert not torch.allclose(out, c2d(plain, x)[1])  # the trained CP acts at T=16
+
+
+def test_wrapper_rejects_frames():
+    model = timm.create_model("cpnet_resnet18")
+    with pytest.raises(ValueError,
+                       match=r"clips x of shape \(N, C, T, H, W\), got \(8, 3, 32, 32\)"):
+        model(torch.zeros(8, 3, 32, 32))
+
+
+def test_timm_model_api():
+    torch.manual_seed(0)
+    model = timm.create_model("cpnet_resnet18", num_classes=5, drop_rate=0.2)
+    assert isinstance(model, VideoModel)
+    assert model.num_classes == 5 and model.num_features == model.head_hidden_size == 512
+    assert model.get_classifier() is model.backbone.fc
+    assert model.pretrained_cfg == model.default_cfg == model.backbone.pretrained_cfg
+    assert timm.data.resolve_model_data_config(model)["mean"] == (0.485, 0.456, 0.406)
+    x = clips()
+    model.eval()
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert torch.equal(model.forward_head(features, pre_logits=True), features.mean((2, 3, 4)))
+        model.reset_classifier(3, global_pool="max")
+        assert model(x).shape == (2, 3) and model.num_classes == 3
+        assert torch.equal(model.forward_head(features, pre_logits=True), features.amax((2, 3, 4)))
+        model.reset_classifier(0)
+        assert model(x).shape == (2, 512)
+    with pytest.raises(ValueError, match="global_pool must be one of"):
+        model.reset_classifier(3, global_pool="catavgmax")
+    twin = copy.deepcopy(model)  # as timm's EMA does: the copy runs its own CP modules
+    assert not set(map(id, cp_modules(twin))) & set(map(id, cp_modules(model)))
+    with torch.no_grad():
+        assert torch.equal(twin(x), model(x))
+
+    # Layer-decay groups: each CP module sits in its block's group, as many groups as plain timm.
+    groups = timm.models.group_parameters(model, model.group_matcher())
+    plain_groups = timm.models.group_parameters(model.backbone, model.backbone.group_matcher())
+    assert len(groups) == len(plain_groups)
+    group_of = {name: g for g, names in groups.items() for name in names}
+    assert (group_of["backbone.layer2.1.act2.module.out_norm.weight"]
+            == group_of["backbone.layer2.1.conv1.weight"])
+    assert group_of["backbone.conv1.weight"] == 0
+    timm.optim.create_optimizer_v2(model, "sgd", lr=0.1, layer_decay=0.9)
+
+
+def test_features_only():
+    x = clips(2, 4)
+    maps = {}
+    for feature_cls in ("list", "fx"):  # fx: CP goes in before timm traces the model
+        torch.manual_seed(0)
+        model = create_video_model("resnet18", "resnet18", features_only=True,
+                                   out_indices=(2, 3), feature_cls=feature_cls)
+        activate_cp(model).eval()
+        assert model.feature_info.channels() == [128, 256] and len(cp_modules(model)) == 4
+        with torch.no_grad():
+            maps[feature_cls] = model(x)
+        assert [m.shape for m in maps[feature_cls]] == [(2, 128, 4, 4, 4), (2, 256, 4, 2, 2)]
+    for listed, traced in zip(maps["list"], maps["fx"]):
+        torch.testing.assert_close(listed, traced)
+
+
+def test_grad_checkpointing_recomputes_cp_with_the_clip_count():
+    torch.manual_seed(0)
+    model = activate_cp(timm.create_model("cpnet_resnet18", num_classes=3))
+    x, labels = clips(), torch.tensor([0, 2])
+    calls = []
+    cp_modules(model)[0].register_forward_hook(lambda *args: calls.append(1))
+
+    def grads():
+        model.zero_grad()
+        F.cross_entropy(model(x), labels).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain_grads = grads()
+    assert len(calls) == 1
+    model.set_grad_checkpointing(True)
+    assert model.backbone.grad_checkpointing
+    ckpt_grads = grads()
+    assert len(calls) == 3  # forward, then the recompute in backward
+    assert plain_grads.keys() == ckpt_grads.keys()
+    cp_names = [n for n in ckpt_grads if ".module." in n]
+    assert cp_names and all(ckpt_grads[n].any() for n in cp_names)
+    for n in plain_grads:
+        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_has_no_graph_breaks():
+    # One small model with one CP module keeps tracing short; 'aot_eager' checks the forward
+    # and backward graphs without inductor's code generation (minutes on 2 CPU cores).
+    torch.manual_seed(0)
+    model = activate_cp(create_video_model("test_resnet", ["layer2.0"], cp_k=4, num_classes=3))
+    model.train()
+    x = clips(2, 4)
+    explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1, \
+        explanation.break_reasons
+    torch._dynamo.reset()
+    expected = model(x)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert cp_modules(model)[0].out_proj.weight.grad.any()
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered names and weights.
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101])
+def test_registered_cpnets_use_the_presets(depth):
+    name = f"resnet{depth}"
+    model = timm.create_model(f"cpnet_{name}", num_classes=3)
+    preset = CP_PRESETS[name]
+    sites = {n[len("backbone."):].rsplit(".", 1)[0]: m for n, m in model.named_modules()
+             if isinstance(m, ActivationSite)}
+    assert list(sites) == preset_blocks(name)
+    for entry, site in zip(preset["blocks"], sites.values()):
+        options = entry if isinstance(entry, dict) else {}
+        assert site.module.k == preset["k"]
+        assert site.module.shrink == options.get("shrink", 1)
+        if "bottleneck_channels" in options:
+            assert site.module.search_channels == options["bottleneck_channels"]
+    assert f"cpnet_{name}" in timm.list_models("cpnet_*")
+
+
+def test_cp_keywords_of_the_model_names():
+    model = timm.create_model("cpnet_resnet18", cp_blocks=["layer3.1"], cp_k=2,
+                              cp_mlp_channels=(16,), num_classes=3)
+    (cp,) = cp_modules(model)
+    assert (cp.k, cp.mlp_channels, cp.in_channels) == (2, (16,), 256)
+    assert not cp_modules(timm.create_model("cpnet_resnet18", cp_blocks=[]))
+    with pytest.raises(TypeError, match="unknown CP keyword 'cp_kay'"):
+        timm.create_model("cpnet_resnet18", cp_kay=2)
+    with pytest.raises(TypeError, match="given twice"):
+        timm.create_model("cpnet_resnet18", cp_k=2, cp_cfg=dict(k=3))
+    with pytest.raises(ValueError, match="cp_blocks is required for 'seresnet50'"):
+        create_video_model("seresnet50")
+    assert timm.create_model("cpnet_resnet18.a1_in1k").pretrained_cfg["tag"] == "a1_in1k"
+
+
+def test_imagenet_weights_from_a_local_file_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(1)
+    image_model = timm.create_model("resnet18")
+    path = str(tmp_path / "resnet18_imagenet.pth")
+    torch.save(image_model.state_dict(), path)
+
+    model = timm.create_model("cpnet_resnet18", pretrained=True,
+                              pretrained_cfg_overlay=dict(file=path), num_classes=5)
+    assert model.pretrained_cfg["file"] == path
+    for key, value in image_model.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(model.state_dict()[key], value), key
+    assert model.get_classifier().weight.shape == (5, 512)
+
+    # Plain weights into a video model: only the CP keys are missing.
+    video = timm.create_model("cpnet_resnet18")
+    loaded = video.load_state_dict(image_model.state_dict(), strict=False)
+    assert loaded.unexpected_keys == [] and loaded.missing_keys
+    assert all(".module." in k for k in loaded.missing_keys)
+    cp_keys = set(video.state_dict()) - set(image_model.state_dict())
+    # (torch fills in a BN's missing num_batches_tracked without reporting it)
+    assert set(loaded.missing_keys) == {k for k in cp_keys if "num_batches" not in k}
+    video.eval(), image_model.eval()
+    with torch.no_grad():
+        assert torch.equal(video(clips()), c2d(image_model, clips())[1])
+
+    # The video model's own checkpoints load back through timm's checkpoint_path.
+    activate_cp(video)
+    checkpoint = str(tmp_path / "cpnet.pth")
+    torch.save(video.state_dict(), checkpoint)
+    again = timm.create_model("cpnet_resnet18", checkpoint_path=checkpoint)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in video.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------
+# mmaction2.
+
+def test_mmaction_recognizer3d_trains_one_iteration(tmp_path):
+    pytest.importorskip("mmaction")
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    torch.manual_seed(0)
+    imagenet = str(tmp_path / "resnet18.pth")
+    torch.save(timm.create_model("resnet18").state_dict(), imagenet)
+
+    cfg = Config.fromfile(os.path.join(REPO, "mmaction_configs", "_base_", "toy.py"))
+    cfg.work_dir = str(tmp_path / "work")
+    cfg.model = dict(
+        type="Recognizer3D",
+        backbone=dict(type="TimmCPBackbone", model_name="resnet18", cp_blocks="resnet18",
+                      cp_cfg=dict(k=4), pretrained=imagenet, model_cfg=dict(in_chans=1)),
+        cls_head=dict(type="I3DHead", num_classes=4, in_channels=512, average_clips="prob"),
+        data_preprocessor=cfg.data_preprocessor)
+    cfg.train_dataloader.batch_size = 8
+    cfg.train_dataloader.dataset.num_videos = 8
+    cfg.val_dataloader.dataset.num_videos = 4
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=1, val_interval=100)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=100, save_last=False)
+    runner = Runner.from_cfg(cfg)
+
+    backbone = runner.model.backbone
+    assert type(backbone).__name__ == "TimmCPBackbone" and len(cp_modules(backbone)) == 4
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    # in_chans=1: timm summed the file's RGB filters into one channel.
+    stem = torch.load(imagenet)["conv1.weight"].sum(dim=1, keepdim=True)
+    torch.testing.assert_close(before["model.conv1.weight"], stem)
+    runner.train()
+    assert runner.iter == 1
+    after = backbone.state_dict()
+    assert not torch.equal(after["model.layer2.0.act2.module.out_norm.weight"],
+                           before["model.layer2.0.act2.module.out_norm.weight"])
+    # init_weights kept the pretrained weights: only one Adam step (lr 3e-3) away.
+    assert (after["model.conv1.weight"] - stem).abs().max() < 1e-2
+
+
+def test_works_without_mmaction2():
+    # A finder first on sys.meta_path makes mmaction2 and mmengine look uninstalled.
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in {'mmaction', 'mmengine', 'mmcv'}:
+                    raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)
+        sys.meta_path.insert(0, Block())
+        import timm, timm_adapters, torch
+        model = timm.create_model('cpnet_resnet18', num_classes=3)
+        assert model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 3)
+        assert not hasattr(timm_adapters, 'TimmCPBackbone') and 'mmaction' not in sys.modules
+        print('ok')
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

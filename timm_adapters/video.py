@@ -1,0 +1,190 @@
+"""Video wrappers running a timm image model per frame: :class:`VideoModel`, :class:`VideoFeatures`.
+
+A clip (N, C, T, H, W) becomes a clip-major batch of N*T frames for the 2D model; CP modules
+inside it get the number of clips from their insertion site's ``num_clips`` attribute. That is
+a plain module attribute, set before every forward and never reset: activation checkpointing
+re-runs the CP forward during backward and must still find it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from cp_plugin.insertion import insertion_sites
+from cp_plugin.layout import frames_to_video, video_to_frames
+
+POOLS = ("avg", "max")
+
+
+def _check_pool(global_pool: str) -> str:
+    if global_pool not in POOLS:
+        raise ValueError(f"global_pool must be one of {POOLS} (pooling over T, H and W), "
+                         f"got {global_pool!r}")
+    return global_pool
+
+
+def _drop_inner_prefix(module, state_dict, prefix, local_metadata):
+    """Save the image model's entries under the wrapper's own prefix: keys match plain timm."""
+    inner = prefix + "backbone."
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        state_dict[prefix + key[len(inner):] if key.startswith(inner) else key] = value
+
+
+def _add_inner_prefix(module, state_dict, prefix, *args):
+    """Accept plain timm keys (``layer1.0...``) as well as ``backbone.``-prefixed ones on load."""
+    module._load_prefix = prefix  # for _report_plain_names, which is not told the prefix
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if not key.startswith(prefix + "backbone."):
+            state_dict[prefix + "backbone." + key[len(prefix):]] = state_dict.pop(key)
+
+
+def _report_plain_names(module, incompatible_keys):
+    """Name missing and unexpected keys as ``state_dict()`` does, without ``backbone.``."""
+    prefix = getattr(module, "_load_prefix", "")
+    inner = prefix + "backbone."
+    for keys in (incompatible_keys.missing_keys, incompatible_keys.unexpected_keys):
+        keys[:] = [prefix + k[len(inner):] if k.startswith(inner) else k for k in keys]
+
+
+class _ClipsAsFrames(nn.Module):
+    """Shared part: hold the image model, turn clips into frames, tell the CP sites N."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(
+                f"backbone must be a timm model (nn.Module), got {type(backbone).__name__}")
+        self.backbone = backbone
+        # In state dicts the wrapper is invisible, so plain timm checkpoints load into it.
+        self.register_state_dict_post_hook(_drop_inner_prefix)
+        self.register_load_state_dict_pre_hook(_add_inner_prefix)
+        self.register_load_state_dict_post_hook(_report_plain_names)
+
+    def _frames(self, x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        """Clips -> (clip-major frames, N), after telling every CP site N."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 5:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{type(self).__name__} takes clips x of shape (N, C, T, H, W), got {shape}; "
+                f"add a batch dim for one clip, or use cp_plugin.frames_to_video(x, T) on "
+                f"(N*T, C, H, W) frames.")
+        num_clips = x.shape[0]
+        for site in insertion_sites(self.backbone):
+            site.num_clips = num_clips
+        return video_to_frames(x), num_clips
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """The image model's, so ``timm.data.resolve_model_data_config`` works on the wrapper."""
+        return getattr(self.backbone, "pretrained_cfg", {})
+
+    @property
+    def default_cfg(self) -> dict:
+        return self.pretrained_cfg
+
+    @property
+    def feature_info(self):
+        return getattr(self.backbone, "feature_info", None)
+
+
+class VideoModel(_ClipsAsFrames):
+    """A timm classifier as a C2D video classifier: per-frame 2D model, then pool T, H, W.
+
+    Args:
+        backbone: a timm classification model (with ``forward_features``/``forward_head``),
+            possibly with CP modules inserted by :func:`timm_adapters.insert_cp`.
+        global_pool: ``'avg'`` (the paper's global average over T, H, W) or ``'max'``.
+
+    Input (N, C, T, H, W); T may differ between calls (train on 8 frames, test on 16). The
+    classifier is the image model's own head, applied to the pooled clip features. State-dict
+    keys are the image model's (plus ``<block>.<act>.module.*`` for CP modules).
+    """
+
+    def __init__(self, backbone: nn.Module, global_pool: str = "avg") -> None:
+        super().__init__(backbone)
+        for method in ("forward_features", "forward_head", "reset_classifier", "get_classifier"):
+            if not callable(getattr(backbone, method, None)):
+                raise TypeError(
+                    f"backbone must be a timm classifier with {method}(); got "
+                    f"{type(backbone).__name__}. For features_only models use VideoFeatures.")
+        self.global_pool = _check_pool(global_pool)
+
+    @property
+    def num_classes(self) -> int:
+        return self.backbone.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.backbone.num_features
+
+    @property
+    def head_hidden_size(self) -> int:
+        return getattr(self.backbone, "head_hidden_size", self.num_features)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, H, W) clips -> (N, C', T, H', W') unpooled features."""
+        frames, num_clips = self._frames(x)
+        features = self.backbone.forward_features(frames)
+        return frames_to_video(features, features.shape[0] // num_clips)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, C', T, H', W') features -> (N, num_classes) logits (or pooled features)."""
+        if self.global_pool == "avg":
+            pooled = x.mean(dim=(2, 3, 4))
+        else:
+            pooled = x.amax(dim=(2, 3, 4))
+        # The image model's head pools a 1x1 map (a no-op), then dropout and its classifier.
+        out = self.backbone.forward_head(pooled[:, :, None, None], pre_logits=pre_logits)
+        return out.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.backbone.get_classifier()
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """New classifier for ``num_classes`` (0: none); ``global_pool``: 'avg' or 'max'."""
+        if global_pool is not None:
+            self.global_pool = _check_pool(global_pool)
+        self.backbone.reset_classifier(num_classes)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint the image model's blocks; CP modules inside them are re-run in backward."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    def group_matcher(self, coarse: bool = False) -> Dict:
+        """The image model's parameter groups (for layer decay), for the wrapper's names."""
+        return {group: _under_backbone(spec)
+                for group, spec in self.backbone.group_matcher(coarse=coarse).items()}
+
+
+def _under_backbone(spec):
+    """Rewrite a timm group regex (or ``(regex, suffix)`` list) for ``backbone.``-prefixed names."""
+    if spec is None:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return [(_under_backbone(pattern), suffix) for pattern, suffix in spec]
+    # timm matches with re.match, which anchors at the start already, so the '^' of each
+    # alternative can go ('^' right after '[' negates a character class and stays).
+    return r"^backbone\.(?:" + re.sub(r"(?<!\[)\^", "", spec) + ")"
+
+
+class VideoFeatures(_ClipsAsFrames):
+    """A timm ``features_only`` model on clips (N, C, T, H, W) -> maps (N, C_i, T, H_i, W_i).
+
+    Returns a list (or a dict, for ``feature_cls='dict'``) like the image model does;
+    ``feature_info`` is the image model's.
+    """
+
+    def forward(self, x: torch.Tensor) -> Union[List[torch.Tensor], Dict[str, torch.Tensor]]:
+        frames, num_clips = self._frames(x)
+        out = self.backbone(frames)
+        if isinstance(out, dict):
+            return {k: frames_to_video(v, v.shape[0] // num_clips) for k, v in out.items()}
+        return [frames_to_video(v, v.shape[0] // num_clips) for v in out]
