@@ -174,6 +174,13 @@ def insertion_sites(root: nn.Module) -> Iterator[ActivationSite]:
     return (m for m in root.modules() if isinstance(m, ActivationSite))
 
 
+def set_num_clips(root: nn.Module, num_clips: int) -> None:
+    """Tell every site below ``root`` how many clips the next batch holds (kept afterwards:
+    activation checkpointing re-runs the inserted modules during backward)."""
+    for site in insertion_sites(root):
+        site.num_clips = num_clips
+
+
 @contextlib.contextmanager
 def sites_removed(root: nn.Module) -> Iterator[None]:
     """Temporarily put the original activations back, e.g. while the plain backbone initialises."""

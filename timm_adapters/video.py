@@ -13,8 +13,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from cp_plugin.insertion import insertion_sites
+from cp_plugin.insertion import set_num_clips
 from cp_plugin.layout import frames_to_video, video_to_frames
+from cp_plugin.state_dict import hide_backbone_in_state_dict
 
 POOLS = ("avg", "max")
 
@@ -26,31 +27,6 @@ def _check_pool(global_pool: str) -> str:
     return global_pool
 
 
-def _drop_inner_prefix(module, state_dict, prefix, local_metadata):
-    """Save the image model's entries under the wrapper's own prefix: keys match plain timm."""
-    inner = prefix + "backbone."
-    items = list(state_dict.items())
-    state_dict.clear()
-    for key, value in items:
-        state_dict[prefix + key[len(inner):] if key.startswith(inner) else key] = value
-
-
-def _add_inner_prefix(module, state_dict, prefix, *args):
-    """Accept plain timm keys (``layer1.0...``) as well as ``backbone.``-prefixed ones on load."""
-    module._load_prefix = prefix  # for _report_plain_names, which is not told the prefix
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        if not key.startswith(prefix + "backbone."):
-            state_dict[prefix + "backbone." + key[len(prefix):]] = state_dict.pop(key)
-
-
-def _report_plain_names(module, incompatible_keys):
-    """Name missing and unexpected keys as ``state_dict()`` does, without ``backbone.``."""
-    prefix = getattr(module, "_load_prefix", "")
-    inner = prefix + "backbone."
-    for keys in (incompatible_keys.missing_keys, incompatible_keys.unexpected_keys):
-        keys[:] = [prefix + k[len(inner):] if k.startswith(inner) else k for k in keys]
-
-
 class _ClipsAsFrames(nn.Module):
     """Shared part: hold the image model, turn clips into frames, tell the CP sites N."""
 
@@ -60,10 +36,7 @@ class _ClipsAsFrames(nn.Module):
             raise TypeError(
                 f"backbone must be a timm model (nn.Module), got {type(backbone).__name__}")
         self.backbone = backbone
-        # In state dicts the wrapper is invisible, so plain timm checkpoints load into it.
-        self.register_state_dict_post_hook(_drop_inner_prefix)
-        self.register_load_state_dict_pre_hook(_add_inner_prefix)
-        self.register_load_state_dict_post_hook(_report_plain_names)
+        hide_backbone_in_state_dict(self)  # plain timm checkpoints load into the wrapper
 
     def _frames(self, x: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """Clips -> (clip-major frames, N), after telling every CP site N."""
@@ -74,8 +47,7 @@ class _ClipsAsFrames(nn.Module):
                 f"add a batch dim for one clip, or use cp_plugin.frames_to_video(x, T) on "
                 f"(N*T, C, H, W) frames.")
         num_clips = x.shape[0]
-        for site in insertion_sites(self.backbone):
-            site.num_clips = num_clips
+        set_num_clips(self.backbone, num_clips)
         return video_to_frames(x), num_clips
 
     @property

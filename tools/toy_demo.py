@@ -43,7 +43,7 @@ def set_padding_mode(node, mode: str) -> None:
 
 
 def train_and_evaluate(name: str, work_dir: str, seed: int, max_epochs=None,
-                       padding_mode=None) -> dict:
+                       padding_mode=None, steps=None) -> dict:
     cfg = Config.fromfile(os.path.join(CONFIG_DIR, TABLE1[name][0]))
     cfg.work_dir = os.path.join(work_dir, name)
     cfg.randomness = dict(seed=seed)
@@ -51,6 +51,9 @@ def train_and_evaluate(name: str, work_dir: str, seed: int, max_epochs=None,
         cfg.train_cfg.max_epochs = max_epochs
     if padding_mode is not None:
         set_padding_mode(cfg.model, padding_mode)
+    if steps is not None:
+        for loader in (cfg.train_dataloader, cfg.val_dataloader):
+            loader.dataset.generator_cfg = dict(min_step=steps[0], max_step=steps[1])
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -84,13 +87,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-epochs", type=int, help="override the configs' epoch count")
     parser.add_argument("--padding-mode", choices=["zeros", "circular"],
                         help="override the convolutions' padding (the configs use circular)")
+    parser.add_argument("--steps", nargs=2, type=int, metavar=("MIN", "MAX"),
+                        help="override the square's per-step motion range (the paper's: 7 9)")
     args = parser.parse_args(argv)
 
     results = {}
     for name in args.models:
         print(f"==> {name}: training {TABLE1[name][0]}", flush=True)
         results[name] = train_and_evaluate(name, args.work_dir, args.seed, args.max_epochs,
-                                           args.padding_mode)
+                                           args.padding_mode, args.steps)
         print(f"==> {name}: {results[name]}", flush=True)
 
     table = markdown_table(results)

@@ -8,9 +8,11 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..insertion import BlockSpec, insert_modules, insertion_sites, sites_removed
+from ..insertion import (BlockSpec, insert_modules, insertion_sites, set_num_clips,
+                         sites_removed)
 from ..layout import frames_to_video, video_to_frames
 from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
+from ..state_dict import hide_backbone_in_state_dict
 
 # Presets by the type of the inserted module.
 PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS}
@@ -44,22 +46,6 @@ def takes_frames(backbone: nn.Module) -> bool:
     from mmaction.models.backbones import C2D, ResNet
 
     return isinstance(backbone, ResNet) and not isinstance(backbone, C2D)
-
-
-def _drop_inner_prefix(module, state_dict, prefix, local_metadata):
-    """Save the inner backbone's entries under the wrapper's prefix, as a plain backbone would."""
-    inner = prefix + "backbone."
-    items = list(state_dict.items())
-    state_dict.clear()
-    for key, value in items:
-        state_dict[prefix + key[len(inner):] if key.startswith(inner) else key] = value
-
-
-def _add_inner_prefix(module, state_dict, prefix, *args):
-    """Accept plain-backbone keys (``layer1.0...``) as well as wrapped ones on load."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        if not key.startswith(prefix + "backbone."):
-            state_dict[prefix + "backbone." + key[len(prefix):]] = state_dict.pop(key)
 
 
 @MODELS.register_module()
@@ -96,8 +82,7 @@ class VideoBackbone(BaseModule):
         specs = block_specs()
         for index, insertion in enumerate(insertions):
             self._insert(dict(insertion), f"insertions[{index}]", specs)
-        self.register_state_dict_post_hook(_drop_inner_prefix)
-        self.register_load_state_dict_pre_hook(_add_inner_prefix)
+        hide_backbone_in_state_dict(self)
 
     def _insert(self, insertion: dict, where: str, specs) -> None:
         unknown = set(insertion) - {"blocks", "position", "module"}
@@ -165,8 +150,7 @@ class VideoBackbone(BaseModule):
             num_clips = x.shape[0] // self.num_segments
         else:
             raise ValueError(f"input must be (N, C, T, H, W) or (N*T, C, H, W), got {tuple(x.shape)}")
-        for site in insertion_sites(self):
-            site.num_clips = num_clips
+        set_num_clips(self, num_clips)
         if not clips_to_frames:
             return self.backbone(x)
         out = self.backbone(video_to_frames(x))
