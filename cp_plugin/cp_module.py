@@ -96,10 +96,6 @@ class CPModule(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.reset_parameters()
-        self.zero_output_norm()
-
-    def zero_output_norm(self) -> None:
-        """Zero the output BN's gamma and beta (identity module); framework inits call this again."""
         nn.init.zeros_(self.out_norm.weight)
         nn.init.zeros_(self.out_norm.bias)
 
