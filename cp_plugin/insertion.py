@@ -136,7 +136,7 @@ def insert_modules(root: nn.Module, blocks: Sequence[BlockSelection],
             f"its final-activation attribute to insert modules into it.")
     sites = []
     for entry in blocks:
-        name, overrides = _split_entry(entry)
+        name, overrides = split_block_entry(entry)
         if name not in available:
             raise ValueError(_unknown_block_message(root, name, available, specs))
         block, spec = available[name]
@@ -148,7 +148,8 @@ def insert_modules(root: nn.Module, blocks: Sequence[BlockSelection],
     return sites
 
 
-def _split_entry(entry: BlockSelection) -> Tuple[str, dict]:
+def split_block_entry(entry: BlockSelection) -> Tuple[str, dict]:
+    """``'layer3.1'`` or ``dict(block='layer3.1', **options)`` -> (name, options)."""
     if isinstance(entry, str):
         return entry, {}
     if isinstance(entry, Mapping) and isinstance(entry.get("block"), str):

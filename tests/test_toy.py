@@ -8,7 +8,7 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin.moving_square import DIRECTIONS, generate_moving_squares
-from mmaction.registry import DATASETS, MODELS
+from mmaction.registry import DATASETS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner

@@ -29,7 +29,8 @@ from timm.layers import register_notrace_module
 from torch import nn
 
 from cp_plugin.cp_module import CPModule
-from cp_plugin.insertion import ActivationSite, BlockSpec, insert_modules, sites_removed
+from cp_plugin.insertion import (ActivationSite, BlockSpec, insert_modules, sites_removed,
+                                 split_block_entry)
 from cp_plugin.presets import CP_PRESETS, resolve_placement
 
 from .video import _ClipsAsFrames
@@ -230,10 +231,11 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
     if isinstance(model, _ClipsAsFrames):  # a VideoModel: insert into its image model
         model = model.backbone
     entries, defaults = resolve_placement(blocks, CP_PRESETS, "blocks")
-    options = [{**defaults, **cp_cfg, **overrides} for _, overrides in map(_split, entries)]
+    split = [split_block_entry(entry) for entry in entries]
+    names = [name for name, _ in split]
+    options = [{**defaults, **cp_cfg, **overrides} for _, overrides in split]
     for opts in options:
         _check_options(opts)
-    names = [_split(entry)[0] for entry in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"blocks names a block more than once: {names}")
 
@@ -278,16 +280,6 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
     insert_modules(model, names, lambda _channels, _overrides: next(pending),
                    "before_activation", specs)
     return dict(zip(names, built))
-
-
-def _split(entry) -> Tuple[str, dict]:
-    if isinstance(entry, str):
-        return entry, {}
-    if isinstance(entry, Mapping) and isinstance(entry.get("block"), str):
-        options = dict(entry)
-        return options.pop("block"), options
-    raise TypeError(f"each block must be a name such as 'layer3.1' or a dict with a 'block' "
-                    f"name and per-block CPModule options, got {entry!r}")
 
 
 def _check_options(options: Mapping) -> None:
