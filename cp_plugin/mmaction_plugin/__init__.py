@@ -15,6 +15,7 @@ from mmcv.cnn import NonLocal3d  # noqa: E402
 from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
+from .fused_nonlocal import FusedNonLocal3d
 from .six_crop import SixCrop
 from .toy import ConvBNReLU3d, MovingSquareDataset, ToyVideoNet
 
@@ -24,6 +25,7 @@ MODELS.register_module("ARTNetResNet18", module=ARTNetResNet18)
 # mmcv registers NonLocal2d only; the C2D + Non-local baseline places NonLocal3d by config.
 if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
+MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
 
-__all__ = ["CPBackbone", "VideoBackbone", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
+__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
            "ConvBNReLU3d", "block_specs", "register_block"]

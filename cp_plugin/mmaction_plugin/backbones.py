@@ -15,7 +15,8 @@ from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
 from ..state_dict import hide_backbone_in_state_dict
 
 # Presets by the type of the inserted module.
-PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS}
+PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS,
+                   "FusedNonLocal3d": NONLOCAL_PRESETS}
 
 _EXTRA_BLOCK_SPECS: Dict[type, BlockSpec] = {}
 
