@@ -1,76 +1,84 @@
-"""`make bench`: our CP module against its comparison, measured alternately in one process.
+"""`make bench`: our code against its comparison, measured side by side in one process.
 
-Prints a table and writes work_dirs/bench/results.json (row -> {ours, baseline, ratio, unit}).
+Prints a table (times are medians of alternating runs, memory is peak extra allocation) and
+writes work_dirs/bench/results.json (row -> {ours, baseline, ratio, unit}) and
+work_dirs/bench/knn_memory.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
-import time
-from typing import Callable, Dict
+import platform
 
 import torch
 
-from cp_plugin import CPModule
-from cp_plugin.reference import ReferenceCPModule
+import cp_plugin  # noqa: F401  (registers the mmaction2 modules)
+
+from . import rows as bench_rows
+
+#: The issue's targets: the largest acceptable ratio (ours / baseline) per row prefix, or the
+#: largest acceptable value of ours (with its unit) for absolute targets.
+RATIO_TARGETS = {
+    "CP vs reference, res3": 0.25,
+    "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 time": 1.5,
+    "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 peak memory": 1.0,
+    "CP vs NonLocal3d, res4": 1.0,
+    "train step CPNet-R18 vs C2D-R18, 8x112x112 N=2 time": 1.3,
+    "train step CPNet-R18 vs C2D-R18, 8x224x224 N=2 time": 1.3,
+}
+ABSOLUTE_TARGETS = {"toy epoch": 30.0, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0}
+
+GROUPS = {"module": bench_rows.module_rows, "train_step": bench_rows.train_step_rows,
+          "toy": bench_rows.toy_epoch_rows, "knn": bench_rows.knn_rows}
 
 
-def median_seconds_alternating(ours: Callable[[], None], baseline: Callable[[], None],
-                               repeats: int, warmup: int = 1) -> tuple:
-    """Median wall time of each callable, run alternately so machine noise hits both alike."""
-    for _ in range(warmup):
-        ours()
-        baseline()
-    times = {"ours": [], "baseline": []}
-    for _ in range(repeats):
-        for name, fn in (("ours", ours), ("baseline", baseline)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["baseline"])
-
-
-def cp_vs_reference(channels: int, frames: int, size: int, batch: int, repeats: int) -> Dict:
-    torch.manual_seed(0)
-    ours = CPModule(channels, k=8)
-    baseline = ReferenceCPModule(channels, k=8)
-    baseline.load_state_dict(ours.state_dict())
-    x = torch.randn(batch, channels, frames, size, size)
-
-    def step(module):
-        def run():
-            x_grad = x.clone().requires_grad_()
-            module(x_grad).sum().backward()
-        return run
-
-    t_ours, t_base = median_seconds_alternating(step(ours), step(baseline), repeats)
-    return dict(ours=t_ours, baseline=t_base, ratio=t_ours / t_base, unit="s")
+def verdict(name: str, result: dict) -> str:
+    for prefix, limit in RATIO_TARGETS.items():
+        if name.startswith(prefix):
+            return f"{'ok' if result['ratio'] <= limit else 'MISS'} (ratio <= {limit})"
+    for prefix, limit in ABSOLUTE_TARGETS.items():
+        if name.startswith(prefix):
+            return f"{'ok' if result['ours'] <= limit else 'MISS'} (ours <= {limit:g})"
+    return ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="work_dirs/bench/results.json")
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per side and row")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out-dir", default=os.path.join("work_dirs", "bench"))
     args = parser.parse_args()
 
-    rows = {
-        # Small shapes for now; the ResNet-18 res3/res4 rows arrive with the performance issue.
-        "cp_vs_reference fwd+bwd C=64 4x14x14 N=2":
-            cp_vs_reference(64, 4, 14, 2, args.repeats),
-        "cp_vs_reference fwd+bwd C=128 8x14x14 N=1":
-            cp_vs_reference(128, 8, 14, 1, args.repeats),
-    }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'row':48s} {'ours':>10s} {'baseline':>10s} {'ratio':>7s}")
-    for name, row in rows.items():
-        print(f"{name:48s} {row['ours']:9.4f}{row['unit']} {row['baseline']:9.4f}{row['unit']} "
-              f"{row['ratio']:7.3f}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(rows, f, indent=2)
-    print(f"wrote {args.out}")
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmaction")
+    device = torch.device(args.device)
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__} on {device.type}: {machine}", flush=True)
+
+    results = {}
+    width = 62
+    print(f"{'row':{width}s} {'ours':>10s} {'baseline':>10s} {'ratio':>6s}  target", flush=True)
+    for group in args.groups:
+        repeats = 1 if group == "toy" else args.repeats
+        for name, result in GROUPS[group](device, repeats).items():
+            results[name] = result
+            unit = result["unit"]
+            print(f"{name:{width}s} {result['ours']:9.3f}{unit:>1.3s} {result['baseline']:9.3f}"
+                  f"{unit:>1.3s} {result['ratio']:6.3f}  {verdict(name, result)}", flush=True)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+    if "knn" in args.groups:
+        plot = os.path.join(args.out_dir, "knn_memory.png")
+        bench_rows.plot_knn_memory(results, plot)
+        print(f"wrote {plot}")
 
 
 if __name__ == "__main__":

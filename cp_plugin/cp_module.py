@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_max import linear_bn_relu_max
 from .knn import search_other_frames
 from .layout import frames_to_video, video_to_frames
 from .validation import check_finite, check_k, check_num_frames, check_positive_int
@@ -132,13 +133,17 @@ class CPModule(nn.Module):
         width = neighbour.shape[-1]
         gathered = neighbour.gather(
             1, neighbours.reshape(n, -1, 1).expand(-1, -1, width)).view(n, num_points, self.k, width)
-        pairs = centre.unsqueeze(2) + gathered  # (N, P, k, C1)
+        pairs = gathered.add_(centre.unsqueeze(2)).view(-1, self.k, width)  # (N*P, k, C1)
 
-        _, norm, act = self.mlp[0]
-        pairs = act(batch_norm_last(norm, pairs))
-        for linear, norm, act in self.mlp[1:]:
-            pairs = act(batch_norm_last(norm, linear(pairs)))
-        return self._output(pairs.amax(dim=2), size, video)
+        # Every layer but the last: BN -> ReLU on the pairs (the first layer's linear is done).
+        # The last one is fused with the max over k and never holds its pairs for backward.
+        layers = [(None, norm) for _, norm, _ in self.mlp[:1]]
+        layers += [(linear.weight, norm) for linear, norm, _ in self.mlp[1:]]
+        for weight, norm in layers[:-1]:
+            pairs = pairs if weight is None else F.linear(pairs, weight)
+            pairs = F.relu(batch_norm_last(norm, pairs), inplace=True)
+        pooled = linear_bn_relu_max(pairs, *layers[-1])
+        return self._output(pooled.view(n, num_points, -1), size, video)
 
     # -- helpers shared with cp_plugin.reference -------------------------------------------
 

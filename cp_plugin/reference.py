@@ -1,7 +1,8 @@
 """Plain, obviously-correct CP maths: the oracle for tests and the baseline for benchmarks.
 
-Nothing here is optimised: the neighbour search builds the full (P x P) distance matrix from
-explicit differences, and the MLP runs on the concatenated pair input [c_j - c_i, f_i, f_j].
+Nothing here is optimised; it is CPNet as the authors' Python code writes it (a naive port): the
+neighbour search builds the full (P x P) score matrix ``2 q.p - |q|^2 - |p|^2`` with the own
+frame masked, and the MLP runs on the concatenated pair input [c_j - c_i, f_i, f_j].
 Use :class:`cp_plugin.CPModule` for real work.
 """
 from __future__ import annotations
@@ -18,11 +19,11 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tens
     """Same contract as :func:`cp_plugin.other_frame_knn`, by brute force."""
     points_per_frame = check_points(points, num_frames, k)
     with torch.no_grad():
-        diff = points[:, :, None, :] - points[:, None, :, :]
-        distances = diff.pow(2).sum(-1)  # (N, P, P)
+        norms = points.pow(2).sum(-1)
+        scores = 2 * points @ points.transpose(1, 2) - norms[:, :, None] - norms[:, None, :]
         frame_of = torch.arange(points.shape[1], device=points.device) // points_per_frame
-        distances = distances.masked_fill(frame_of[:, None] == frame_of[None, :], float("inf"))
-        return distances.topk(k, dim=-1, largest=False).indices
+        scores = scores.masked_fill(frame_of[:, None] == frame_of[None, :], float("-inf"))
+        return scores.topk(k, dim=-1).indices  # largest score = smallest distance
 
 
 class ReferenceCPModule(CPModule):

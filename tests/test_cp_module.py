@@ -16,11 +16,12 @@ CONFIGS = [
 
 
 def randomise_norms(module, seed=0):
-    """Give every BN non-trivial affine parameters (the output BN starts at zero)."""
+    """Give every BN non-trivial affine parameters of both signs (the output BN starts at zero)."""
     gen = torch.Generator().manual_seed(seed)
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.weight.data = torch.rand(m.weight.shape, generator=gen) + 0.5
+            sign = torch.randint(0, 2, m.weight.shape, generator=gen) * 2 - 1
+            m.weight.data = (torch.rand(m.weight.shape, generator=gen) + 0.5) * sign
             m.bias.data = torch.randn(m.bias.shape, generator=gen) * 0.1
     return module
 

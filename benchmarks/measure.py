@@ -1,0 +1,65 @@
+"""Timing and peak-memory measurement for `make bench`, on the CPU or a CUDA device."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, Tuple
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternating_medians(ours: Callable[[], None], baseline: Callable[[], None], *,
+                        repeats: int, warmup: int = 1,
+                        device: torch.device = torch.device("cpu")) -> Tuple[float, float]:
+    """Median seconds of each callable, run in turn so that machine noise hits both alike."""
+    for _ in range(warmup):
+        ours()
+        baseline()
+    times: Dict[str, list] = {"ours": [], "baseline": []}
+    for _ in range(repeats):
+        for name, fn in (("ours", ours), ("baseline", baseline)):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["ours"]), statistics.median(times["baseline"])
+
+
+def peak_memory_bytes(fn: Callable[[], None], device: torch.device = torch.device("cpu")) -> int:
+    """Peak bytes that ``fn`` allocates on ``device`` beyond what was allocated when it started.
+
+    CUDA has allocator statistics. The CPU has none, so there every allocation and free that
+    the PyTorch profiler records is replayed in order and the running total's maximum taken;
+    tensors freed inside ``fn`` but allocated before it count negative, as they should.
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - start
+
+    from torch._C._profiler import _ExtraFields_Allocation  # the profiler's own record type
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        fields = node.extra_fields
+        if isinstance(fields, _ExtraFields_Allocation) and fields.device.type == "cpu":
+            events.append((node.start_time_ns, fields.alloc_size))
+    current = peak = 0
+    for _, size in sorted(events):
+        current += size
+        peak = max(peak, current)
+    return peak

@@ -1,0 +1,163 @@
+"""The rows of `make bench`: each measures our code and its comparison side by side.
+
+Every function returns ``{row name: dict(ours, baseline, ratio, unit)}``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List
+
+import torch
+
+from cp_plugin import CPModule, other_frame_knn, reference
+
+from .measure import alternating_medians, peak_memory_bytes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIB = 2.0 ** 20
+
+#: The shapes of the module rows: ResNet-18's res3 and res4 on 8 frames of 224 x 224.
+MODULE_SHAPES = {"res3": (128, 28), "res4": (256, 14)}
+MODULE_BATCH, MODULE_FRAMES = 4, 8
+#: Points per clip in the neighbour-search rows: 8 frames of 128 .. 3136 (56 x 56) points.
+KNN_POINTS_PER_FRAME = (128, 256, 512, 1024, 2048, 3136)
+
+
+def row(ours: float, baseline: float, unit: str) -> Dict:
+    return dict(ours=ours, baseline=baseline, ratio=ours / baseline, unit=unit)
+
+
+def time_and_memory(name: str, ours: Callable[[], None], baseline: Callable[[], None],
+                    device: torch.device, repeats: int) -> Dict[str, Dict]:
+    t_ours, t_base = alternating_medians(ours, baseline, repeats=repeats, device=device)
+    m_ours, m_base = (peak_memory_bytes(fn, device) / MIB for fn in (ours, baseline))
+    return {f"{name} time": row(t_ours, t_base, "s"),
+            f"{name} peak memory": row(m_ours, m_base, "MiB")}
+
+
+def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run():
+        module(x.clone().requires_grad_()).sum().backward()
+    return run
+
+
+def nonlocal_block(channels: int) -> torch.nn.Module:
+    """mmcv's NonLocal3d as the Non-local baseline configs build it."""
+    from mmcv.cnn import NonLocal3d
+
+    return NonLocal3d(channels, reduction=2, use_scale=True, sub_sample=True,
+                      mode="embedded_gaussian", norm_cfg=dict(type="BN3d"))
+
+
+def module_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """CP forward+backward against the naive reference and against a Non-local block."""
+    rows = {}
+    for stage, (channels, size) in MODULE_SHAPES.items():
+        torch.manual_seed(0)
+        x = torch.randn(MODULE_BATCH, channels, MODULE_FRAMES, size, size, device=device)
+        shape = f"C={channels} {MODULE_FRAMES}x{size}x{size} N={MODULE_BATCH}"
+        ours = CPModule(channels, k=8).to(device)
+        naive = reference.ReferenceCPModule(channels, k=8).to(device)
+        naive.load_state_dict(ours.state_dict())
+        rows.update(time_and_memory(f"CP vs reference, {stage} {shape}", forward_backward(ours, x),
+                                    forward_backward(naive, x), device, repeats))
+        rows.update(time_and_memory(f"CP vs NonLocal3d, {stage} {shape}",
+                                    forward_backward(ours, x),
+                                    forward_backward(nonlocal_block(channels).to(device), x),
+                                    device, repeats))
+    return rows
+
+
+def build_recognizer(config: str, device: torch.device) -> torch.nn.Module:
+    from mmaction.registry import MODELS
+    from mmengine.config import Config
+
+    model_cfg = Config.fromfile(os.path.join(ROOT, "mmaction_configs", config)).model
+    model_cfg.backbone.backbone.pretrained = None  # random weights: no checkpoint download
+    return MODELS.build(model_cfg).to(device)
+
+
+def train_step_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """A whole SGD step of CPNet-R18 (authors' placement) against plain C2D-R18."""
+    from mmaction.structures import ActionDataSample
+    from mmengine.optim import OptimWrapper
+
+    rows = {}
+    for size in (112, 224):
+        generator = torch.Generator().manual_seed(0)
+        data = dict(
+            inputs=[torch.randint(0, 256, (1, 3, 8, size, size), dtype=torch.uint8,
+                                  generator=generator) for _ in range(2)],
+            data_samples=[ActionDataSample().set_gt_label(label) for label in (3, 7)])
+
+        def step(config):
+            model = build_recognizer(config, device)
+            optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+            return lambda: model.train_step(data, optim)
+
+        rows.update(time_and_memory(
+            f"train step CPNet-R18 vs C2D-R18, 8x{size}x{size} N=2",
+            step("_base_/models/cpnet_r18.py"), step("_base_/models/c2d_r18.py"),
+            device, repeats))
+    return rows
+
+
+def toy_epoch_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """One training epoch of Table 1's toy set (1000 videos, batch 32): CPNet against C2D."""
+    from mmaction.registry import DATASETS, MODELS
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import OptimWrapper
+
+    def epoch(config):
+        cfg = Config.fromfile(os.path.join(ROOT, "mmaction_configs", "toy", config))
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).to(device)
+        optim = OptimWrapper(torch.optim.Adam(model.parameters(), lr=3e-3))
+        loader = torch.utils.data.DataLoader(
+            DATASETS.build(cfg.train_dataloader.dataset), batch_size=32, shuffle=True,
+            collate_fn=pseudo_collate, generator=torch.Generator().manual_seed(0))
+
+        def run():
+            for data in loader:
+                model.train_step(data, optim)
+        return run
+
+    ours, baseline = alternating_medians(epoch("cpnet_toy.py"), epoch("c2d_toy.py"),
+                                         repeats=repeats, warmup=0, device=device)
+    return {"toy epoch CPNet vs C2D, 1000 videos N=32": row(ours, baseline, "s")}
+
+
+def knn_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """Neighbour search alone (C=64, k=8, 8 frames) against the full score matrix."""
+    rows = {}
+    for per_frame in KNN_POINTS_PER_FRAME:
+        points = torch.randn(1, 8 * per_frame, 64, device=device,
+                             generator=torch.Generator(device).manual_seed(0))
+        rows.update(time_and_memory(
+            f"kNN vs full matrix, {8 * per_frame} points C=64",
+            lambda: other_frame_knn(points, 8, 8), lambda: reference.other_frame_knn(points, 8, 8),
+            device, repeats))
+    return rows
+
+
+def plot_knn_memory(rows: Dict[str, Dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in rows if n.startswith("kNN") and n.endswith("peak memory")]
+    points: List[int] = [8 * p for p in KNN_POINTS_PER_FRAME]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(points, [rows[n]["ours"] for n in names], "o-", label="other_frame_knn (chunked)")
+    ax.plot(points, [rows[n]["baseline"] for n in names], "s--", label="full score matrix")
+    ax.set_xlabel("points per clip (T*H*W), C=64, k=8")
+    ax.set_ylabel("peak extra memory (MiB)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
