@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused_max import linear_bn_relu_max
+from .pair_embedding import embed_pairs_max
 from .knn import search_other_frames
 from .layout import frames_to_video, video_to_frames
 from .validation import check_finite, check_k, check_num_frames, check_positive_int
@@ -51,11 +51,14 @@ class CPModule(nn.Module):
         num_frames: T for (N*T, C, H, W) inputs when the caller does not pass it (TSN-style 2D
             backbones).
         knn_chunk_size: queries per chunk in the neighbour search (None: sized from a memory cap).
+        checkpoint_pairs: keep no (points x k) pair tensor for backward and recompute the pairs
+            there instead: less memory, more time (see benchmarks/NOTES.md).
     """
 
     def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
                  bottleneck_channels: Optional[int] = None, shrink: int = 1,
-                 num_frames: Optional[int] = None, knn_chunk_size: Optional[int] = None) -> None:
+                 num_frames: Optional[int] = None, knn_chunk_size: Optional[int] = None,
+                 checkpoint_pairs: bool = False) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.k = check_positive_int("k", k)
@@ -63,6 +66,7 @@ class CPModule(nn.Module):
         self.num_frames = None if num_frames is None else check_num_frames(num_frames)
         self.knn_chunk_size = (None if knn_chunk_size is None
                                else check_positive_int("knn_chunk_size", knn_chunk_size))
+        self.checkpoint_pairs = bool(checkpoint_pairs)
 
         if bottleneck_channels is None:
             self.bottleneck = None
@@ -108,6 +112,8 @@ class CPModule(nn.Module):
             parts.append(f"shrink={self.shrink}")
         if self.num_frames is not None:
             parts.append(f"num_frames={self.num_frames}")
+        if self.checkpoint_pairs:
+            parts.append("checkpoint_pairs=True")
         return ", ".join(parts)
 
     def forward(self, x: torch.Tensor, num_clips: Optional[int] = None,
@@ -130,19 +136,13 @@ class CPModule(nn.Module):
         coord_term = frame_coordinates(*size, device=points.device, dtype=points.dtype) @ w_coord.t()
         centre = points @ w_centre.t() - coord_term
         neighbour = points @ w_neighbour.t() + coord_term
-        width = neighbour.shape[-1]
-        gathered = neighbour.gather(
-            1, neighbours.reshape(n, -1, 1).expand(-1, -1, width)).view(n, num_points, self.k, width)
-        pairs = gathered.add_(centre.unsqueeze(2)).view(-1, self.k, width)  # (N*P, k, C1)
-
-        # Every layer but the last: BN -> ReLU on the pairs (the first layer's linear is done).
-        # The last one is fused with the max over k and never holds its pairs for backward.
-        layers = [(None, norm) for _, norm, _ in self.mlp[:1]]
-        layers += [(linear.weight, norm) for linear, norm, _ in self.mlp[1:]]
-        for weight, norm in layers[:-1]:
-            pairs = pairs if weight is None else F.linear(pairs, weight)
-            pairs = F.relu(batch_norm_last(norm, pairs), inplace=True)
-        pooled = linear_bn_relu_max(pairs, *layers[-1])
+        # Rows of the flattened (N*P, C1) neighbour term that pair with each point.
+        offsets = torch.arange(n, device=points.device).view(n, 1, 1) * num_points
+        pooled = embed_pairs_max(
+            centre.reshape(n * num_points, -1), neighbour.reshape(n * num_points, -1),
+            (neighbours + offsets).view(n * num_points, self.k),
+            [None] + [linear.weight for linear, _, _ in self.mlp[1:]],
+            [norm for _, norm, _ in self.mlp], recompute=self.checkpoint_pairs)
         return self._output(pooled.view(n, num_points, -1), size, video)
 
     # -- helpers shared with cp_plugin.reference -------------------------------------------

@@ -10,6 +10,7 @@ from cp_plugin.reference import ReferenceCPModule
 CONFIGS = [
     dict(in_channels=8, k=3),
     dict(in_channels=12, k=4, mlp_channels=(16, 8, 10)),
+    dict(in_channels=12, k=4, mlp_channels=(16, 8, 10), checkpoint_pairs=True),
     dict(in_channels=16, k=2, bottleneck_channels=6, mlp_channels=(6,)),
     dict(in_channels=8, k=5, shrink=2),
 ]
@@ -77,7 +78,7 @@ def test_matches_reference_forward_and_gradients(cfg, train, dtype):
             torch.testing.assert_close(buf, ref_buffers[name], rtol=rtol, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[3]])
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[3], CONFIGS[4]])
 def test_gradcheck_float64(cfg):
     torch.manual_seed(0)
     module = randomise_norms(CPModule(**cfg)).double()

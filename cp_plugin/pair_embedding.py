@@ -1,0 +1,281 @@
+"""CP's pair embedding and its max over the k neighbours, computed without the big pair tensors.
+
+For every point i and each of its k neighbours j the CP module embeds the pair with an MLP
+(linear -> BN -> ReLU per layer) and keeps the max over j. Autograd keeps two (points x k x
+width) tensors per layer for backward, several times the memory of everything else in the
+module. Here the layers run chunk by chunk over the points and backward recomputes them:
+
+* The last layer's BN affine map and ReLU are monotone in each channel, so its max over k is
+  the map applied to the max (or, for a negative scale, the min) of its pre-BN values: its
+  pairs are never needed whole, in forward or backward.
+* BN needs statistics over all pairs before any pair can be normalised, so forward makes one
+  pass over the chunks per BN with batch statistics (combined with Chan et al.'s pairwise
+  update), and backward one pass per such BN below the last, whose input gradient needs sums
+  over all pairs.
+
+:func:`embed_pairs_max` runs every layer so (``recompute=True``), or (the default, faster) only
+the last one, the layers below it running as plain autograd ops on whole pair tensors.
+Gradients match autograd's, including how ``amax`` shares the gradient between tied maxima.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["embed_pairs_max"]
+
+#: Elements of one chunk's widest pair tensor (points x k x width): 4 MiB in float32.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.Tensor,
+                    weights: Sequence[Optional[torch.Tensor]], norms: Sequence[nn.BatchNorm1d],
+                    recompute: bool = False) -> torch.Tensor:
+    """``max_j relu(BN_L(W_L ... relu(BN_1(centre_i + neighbour_j))))`` for every point i.
+
+    Args:
+        centre: (M, C1) per-point term of the first layer's output.
+        neighbour: (M, C1) the same for the point as a neighbour; pair (i, j) starts at
+            ``centre[i] + neighbour[j]``.
+        index: (M, k) int64 rows of ``neighbour`` paired with each point.
+        weights: per layer, the linear weight applied before its BN; None for the first layer
+            (its linear map is already in ``centre`` and ``neighbour``).
+        norms: per layer, the BatchNorm1d after it, used as ``norm.forward`` would: batch
+            statistics (and a running-statistics update) in training mode, running ones in eval.
+        recompute: keep no pair tensor of any layer for backward (slower, least memory).
+
+    Returns:
+        (M, C_L) the max over the k pairs of the last layer's output.
+    """
+    if recompute:
+        return _fused(centre, neighbour, index, weights, norms)
+    pairs = neighbour.index_select(0, index.view(-1)).view(*index.shape, -1)
+    pairs = pairs.add_(centre.unsqueeze(1))  # (M, k, C1)
+    for weight, norm in zip(weights[:-1], norms[:-1]):
+        pairs = pairs if weight is None else F.linear(pairs, weight)
+        flat = pairs.reshape(-1, pairs.shape[-1])
+        pairs = F.relu(norm(flat), inplace=True).view(pairs.shape)
+    return _fused(None, pairs, None, weights[-1:], norms[-1:])
+
+
+def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
+    batch_stats = tuple(norm.training or norm.running_mean is None for norm in norms)
+    spec = _Spec(batch_stats, tuple(norm.eps for norm in norms),
+                 [(norm.running_mean, norm.running_var) for norm in norms])
+    params: List[Optional[torch.Tensor]] = []
+    for weight, norm in zip(weights, norms):
+        params += [weight, norm.weight, norm.bias]
+    outputs = _PairEmbeddingMax.apply(spec, centre, neighbour, index, *params)
+    pooled, means, variances = outputs[0], outputs[1::2], outputs[2::2]
+    count = pooled.shape[0] * (neighbour.shape[1] if index is None else index.shape[1])
+    for norm, uses_batch, mean, var in zip(norms, batch_stats, means, variances):
+        if uses_batch and norm.training and norm.track_running_stats:
+            _update_running_stats(norm, mean, var, count)
+    return pooled
+
+
+@torch.no_grad()
+def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
+                          count: int) -> None:
+    """What ``BatchNorm1d.forward`` does to its buffers in training mode."""
+    norm.num_batches_tracked.add_(1)
+    momentum = norm.momentum
+    if momentum is None:  # cumulative moving average
+        momentum = 1.0 / float(norm.num_batches_tracked)
+    unbiased = var * (count / max(count - 1, 1))
+    norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+    norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+
+
+class _Spec:
+    """The non-tensor facts the autograd function needs, passed through ``apply`` as one object."""
+
+    def __init__(self, batch_stats, eps, running):
+        self.batch_stats, self.eps, self.running = batch_stats, eps, running
+        self.num_layers = len(batch_stats)
+
+
+class _Moments:
+    """Per-channel mean and sum of squared deviations, accumulated chunk by chunk."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, None, None
+
+    def add(self, values: torch.Tensor) -> None:
+        flat = values.reshape(-1, values.shape[-1])
+        n = flat.shape[0]
+        mean = flat.mean(0)
+        m2 = (flat - mean).pow(2).sum(0)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        delta = mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta.pow(2) * (self.count * n / total)
+        self.count = total
+
+
+class _Pairs:
+    """Recomputes, for a chunk of points, the pairs' values at each layer."""
+
+    def __init__(self, centre, neighbour, index, weights, scales, shifts):
+        self.centre, self.neighbour, self.index = centre, neighbour, index
+        self.weights, self.scales, self.shifts = weights, scales, shifts
+        self.rows = neighbour.shape[0] if index is None else index.shape[0]
+        self.k = neighbour.shape[1] if index is None else index.shape[1]
+        widths = [neighbour.shape[-1]] + [w.shape[0] for w in weights if w is not None]
+        step = max(1, CHUNK_ELEMENTS // (self.k * max(widths)))
+        self.chunks = [slice(s, min(s + step, self.rows)) for s in range(0, self.rows, step)]
+
+    def first(self, part: slice) -> torch.Tensor:
+        """The first layer's input for the points ``part``: (points, k, C1)."""
+        if self.index is None:
+            return self.neighbour[part]
+        pairs = self.neighbour[self.index[part]]
+        return pairs if self.centre is None else pairs.add_(self.centre[part].unsqueeze(1))
+
+    def pre_bn(self, part: slice, upto: int) -> List[torch.Tensor]:
+        """Pre-BN values of layers 0..upto and the post-ReLU values below them, interleaved."""
+        x = self.first(part)
+        values = []
+        for layer in range(upto + 1):
+            if layer:
+                x = (values[-1] * self.scales[layer - 1] + self.shifts[layer - 1]).clamp_min_(0)
+                values.append(x)
+            weight = self.weights[layer]
+            values.append(x if weight is None else x @ weight.t())
+        return values
+
+
+class _PairEmbeddingMax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spec, centre, neighbour, index, *params):
+        weights, gammas, betas = params[0::3], params[1::3], params[2::3]
+        last = spec.num_layers - 1
+        scales, shifts, means, variances = [], [], [], []
+        pairs = _Pairs(centre, neighbour, index, weights, scales, shifts)
+        channels = gammas[last].shape[0]
+        highest = neighbour.new_empty(pairs.rows, channels)
+        lowest = neighbour.new_empty(pairs.rows, channels)
+        for layer in range(spec.num_layers):
+            moments = _Moments()
+            if spec.batch_stats[layer] or layer == last:
+                for part in pairs.chunks:
+                    z = pairs.pre_bn(part, layer)[-1]
+                    if spec.batch_stats[layer]:
+                        moments.add(z)
+                    if layer == last:
+                        lowest[part], highest[part] = torch.aminmax(z, dim=1)
+            if spec.batch_stats[layer]:
+                mean, var = moments.mean, moments.m2 / moments.count
+            else:
+                mean, var = (t.to(neighbour.dtype) for t in spec.running[layer])
+            scales.append(gammas[layer] * torch.rsqrt(var + spec.eps[layer]))
+            shifts.append(betas[layer] - mean * scales[-1])
+            means.append(mean)
+            variances.append(var)
+
+        # Monotone per channel: the max over k sits at the highest z where scale >= 0.
+        chosen = torch.where(scales[last] >= 0, highest, lowest)
+        pooled = (chosen * scales[last] + shifts[last]).clamp_min_(0)
+        ctx.spec = spec
+        ctx.weight_given = [w is not None for w in weights]
+        ctx.save_for_backward(centre, neighbour, index, pooled, chosen,
+                              *[w for w in weights if w is not None],
+                              *scales, *shifts, *means, *variances)
+        ctx.mark_non_differentiable(*means, *variances)
+        outputs = [pooled]
+        for mean, var in zip(means, variances):
+            outputs += [mean, var]
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, grad_pooled, *_grad_stats):
+        spec = ctx.spec
+        layers = spec.num_layers
+        last = layers - 1
+        centre, neighbour, index, pooled, chosen, *rest = ctx.saved_tensors
+        given = iter(rest[:sum(ctx.weight_given)])
+        weights = [next(given) if g else None for g in ctx.weight_given]
+        rest = rest[sum(ctx.weight_given):]
+        scales, shifts, means, variances = (rest[i * layers:(i + 1) * layers] for i in range(4))
+        invstds = [torch.rsqrt(v + eps) for v, eps in zip(variances, spec.eps)]
+        pairs = _Pairs(centre, neighbour, index, weights, scales, shifts)
+        count = pairs.rows * pairs.k
+
+        # BN gradients: d gamma = sum(dy * x_hat), d beta = sum(dy), over all pairs. The last
+        # layer's dy is non-zero only at each point's max, so its sums are per point.
+        sum_dy: List[Optional[torch.Tensor]] = [None] * layers
+        sum_dy_xhat: List[Optional[torch.Tensor]] = [None] * layers
+        active = grad_pooled * (pooled > 0)
+        sum_dy[last] = active.sum(0)
+        sum_dy_xhat[last] = (active * (chosen - means[last]) * invstds[last]).sum(0)
+
+        grad_centre = torch.zeros_like(centre) if ctx.needs_input_grad[1] else None
+        grad_neighbour = torch.zeros_like(neighbour) if ctx.needs_input_grad[2] else None
+        grad_weights = [None if w is None else torch.zeros_like(w) for w in weights]
+
+        # A batch-statistics BN needs its sums before any pair's input gradient: one pass per
+        # such layer below the last, from the top, then a final pass all the way down.
+        pending = [layer for layer in range(last - 1, -1, -1) if spec.batch_stats[layer]]
+        for stop_at in pending + [None]:
+            for part in pairs.chunks:
+                values = pairs.pre_bn(part, last)  # z_0, a_0, z_1, a_1, ..., z_L
+                z = values[-1]
+                # d loss / d (last BN output), by amax's rule: shared equally between ties.
+                y = (z * scales[last] + shifts[last]).clamp_min_(0)
+                is_max = (y == pooled[part].unsqueeze(1)) & (pooled[part] > 0).unsqueeze(1)
+                ties = is_max.sum(1, keepdim=True).clamp_min_(1)
+                grad_y = is_max * (grad_pooled[part].unsqueeze(1) / ties)
+                for layer in range(last, -1, -1):
+                    z = values[2 * layer]
+                    x_hat = (z - means[layer]) * invstds[layer]
+                    if layer == stop_at or (stop_at is None and layer < last
+                                            and not spec.batch_stats[layer]):
+                        sum_dy[layer] = _add(sum_dy[layer], grad_y.sum((0, 1)))
+                        sum_dy_xhat[layer] = _add(sum_dy_xhat[layer], (grad_y * x_hat).sum((0, 1)))
+                    if layer == stop_at:
+                        break
+                    grad_z = grad_y * scales[layer]
+                    if spec.batch_stats[layer]:
+                        grad_z -= (sum_dy[layer] + x_hat * sum_dy_xhat[layer]) * (
+                            scales[layer] / count)
+                    need_weight_grad = stop_at is None and grad_weights[layer] is not None
+                    if layer:
+                        below = values[2 * layer - 1]
+                    elif need_weight_grad:
+                        below = pairs.first(part)
+                    if need_weight_grad:
+                        grad_weights[layer] += (grad_z.reshape(-1, grad_z.shape[-1]).t()
+                                                @ below.reshape(-1, below.shape[-1]))
+                    grad_below = grad_z if weights[layer] is None else grad_z @ weights[layer]
+                    if layer:
+                        grad_y = grad_below * (below > 0)
+                    else:
+                        _to_inputs(grad_below, part, index, grad_centre, grad_neighbour)
+
+        grads = []
+        for layer in range(layers):
+            grads += [grad_weights[layer], sum_dy_xhat[layer], sum_dy[layer]]
+        return (None, grad_centre, grad_neighbour, None, *grads)
+
+
+def _to_inputs(grad_pairs, part, index, grad_centre, grad_neighbour) -> None:
+    """Send the first layer's input gradient (points, k, C1) back to centre and neighbour."""
+    if grad_centre is not None:
+        grad_centre[part] = grad_pairs.sum(1)
+    if grad_neighbour is None:
+        return
+    if index is None:
+        grad_neighbour[part] = grad_pairs
+    else:
+        grad_neighbour.index_add_(0, index[part].reshape(-1),
+                                  grad_pairs.reshape(-1, grad_pairs.shape[-1]))
+
+
+def _add(total: Optional[torch.Tensor], value: torch.Tensor) -> torch.Tensor:
+    return value if total is None else total + value
