@@ -26,11 +26,6 @@ def frame_coordinates(num_frames: int, height: int, width: int, *,
     return torch.stack(grids, dim=-1).reshape(-1, _NUM_COORDS)
 
 
-def batch_norm_last(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a BatchNorm1d to a channels-last tensor of any rank (statistics over all but the last dim)."""
-    return norm(x.reshape(-1, x.shape[-1])).view(x.shape)
-
-
 class CPModule(nn.Module):
     """Correspondence Proposal module: ``x + BN(W g)`` with ``g`` the max over k other-frame pairs.
 
@@ -166,8 +161,10 @@ class CPModule(nn.Module):
     def _output(self, pooled: torch.Tensor, size: Tuple[int, int, int],
                 video: torch.Tensor) -> torch.Tensor:
         """Project the pooled (N, P, C_last) embedding back to a (N, C, T, H, W) residual."""
-        delta = batch_norm_last(self.out_norm, self.out_proj(pooled))
-        delta = delta.unflatten(1, size).permute(0, 4, 1, 2, 3)
+        # Project straight into the backbone's channels-first layout: no permuted copy, and the
+        # residual add and BN run on contiguous (N, C, P) tensors.
+        delta = self.out_norm(torch.matmul(self.out_proj.weight, pooled.transpose(1, 2)))
+        delta = delta.unflatten(2, size)
         if self.shrink > 1:
             delta = F.interpolate(delta, size=video.shape[2:], mode="trilinear", align_corners=False)
         return delta

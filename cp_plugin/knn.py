@@ -61,7 +61,32 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
             for start in range(frame_start, frame_stop, chunk_size):
                 stop = min(start + chunk_size, frame_stop)
                 scores = torch.bmm(queries[:, start:stop], others)  # (N, Q, (T-1)HW)
-                nearest = scores.topk(k, dim=-1, largest=False).indices
+                nearest = smallest_k(scores, k)
                 # Candidates after the query's frame sit hw positions later in the clip.
                 indices[:, start:stop] = nearest + (nearest >= frame_start) * hw
         return indices
+
+
+#: Rows at least this long (in multiples of k) take :func:`smallest_k`'s two-stage path.
+TWO_STAGE_MIN_RATIO = 256
+
+
+def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k smallest entries along the last dim, smallest first (``topk``'s contract).
+
+    Long rows are split into S strided groups (entries j, j + G, j + 2G, ... with G = L / S).
+    The k smallest entries lie in the k groups with the smallest minima: a group holding one of
+    them but not among those k would leave k groups with smaller minima, so k smaller entries.
+    So a cheap element-wise min over S rows of G, a top-k over the G group minima and one over
+    the S * k survivors replace the top-k over the whole row, which is several times slower.
+    """
+    length = scores.shape[-1]
+    group_count = next((s for s in (8, 4, 2) if length % s == 0), 1)
+    stride = length // group_count
+    if group_count == 1 or stride < k or length < TWO_STAGE_MIN_RATIO * k:
+        return scores.topk(k, dim=-1, largest=False).indices
+    grouped = scores.unflatten(-1, (group_count, stride))  # entry s * stride + g
+    best = grouped.amin(-2).topk(k, dim=-1, largest=False).indices  # (..., k) groups g
+    members = grouped.gather(-1, best.unsqueeze(-2).expand(*best.shape[:-1], group_count, k))
+    within = members.flatten(-2).topk(k, dim=-1, largest=False).indices  # s * k + slot
+    return (within // k) * stride + best.gather(-1, within % k)

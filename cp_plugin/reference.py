@@ -8,8 +8,9 @@ Use :class:`cp_plugin.CPModule` for real work.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .cp_module import CPModule, batch_norm_last, frame_coordinates
+from .cp_module import CPModule, frame_coordinates
 from .validation import check_points
 
 __all__ = ["other_frame_knn", "ReferenceCPModule"]
@@ -24,6 +25,11 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tens
         frame_of = torch.arange(points.shape[1], device=points.device) // points_per_frame
         scores = scores.masked_fill(frame_of[:, None] == frame_of[None, :], float("-inf"))
         return scores.topk(k, dim=-1).indices  # largest score = smallest distance
+
+
+def batch_norm_last(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a BatchNorm1d to a channels-last tensor of any rank (statistics over all but the last dim)."""
+    return norm(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
 class ReferenceCPModule(CPModule):

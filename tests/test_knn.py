@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from cp_plugin import other_frame_knn, reference
+from cp_plugin import knn, other_frame_knn, reference
 
 
 def brute_force_distances(points, num_frames):
@@ -32,8 +32,11 @@ def assert_exact_knn(points, num_frames, k, indices):
 SIZES = list(itertools.product([1, 5, 14], [1, 5, 14]))
 
 
+@pytest.mark.parametrize("two_stage", [False, True], ids=["topk", "two-stage"])
 @pytest.mark.parametrize("n,t,size", list(itertools.product([1, 3], [2, 3, 8], SIZES)))
-def test_matches_brute_force(n, t, size):
+def test_matches_brute_force(monkeypatch, n, t, size, two_stage):
+    if two_stage:  # take smallest_k's grouped path whenever the row length allows it
+        monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1)
     h, w = size
     gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h)
     points = torch.randn(n, t * h * w, 6, generator=gen)
@@ -98,3 +101,18 @@ def test_large_common_offset_keeps_exact_ranking():
 def test_bad_arguments(search, args, error, match):
     with pytest.raises(error, match=match):
         search(*args)
+
+
+@pytest.mark.parametrize("length", [24, 96, 1000, 3072])
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("ties", [False, True])
+def test_smallest_k_agrees_with_topk(monkeypatch, length, k, ties):
+    monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1)
+    gen = torch.Generator().manual_seed(length + k)
+    scores = torch.randn(3, 5, length, generator=gen)
+    if ties:  # few distinct values: many equal candidates around the k-th
+        scores = (scores * 2).round()
+    indices = knn.smallest_k(scores, k)
+    expected = scores.topk(k, dim=-1, largest=False).values
+    assert torch.equal(scores.gather(-1, indices), expected)  # same values, smallest first
+    assert (indices.sort(-1).values.diff(dim=-1) != 0).all()  # no entry twice
