@@ -128,9 +128,10 @@ class CPModule(nn.Module):
         # so both halves are computed once per point and only the second one is gathered per pair.
         w_coord, w_centre, w_neighbour = self.mlp[0][0].weight.split(
             [_NUM_COORDS, self.search_channels, self.search_channels], dim=1)
-        coord_term = frame_coordinates(*size, device=points.device, dtype=points.dtype) @ w_coord.t()
-        centre = points @ w_centre.t() - coord_term
-        neighbour = points @ w_neighbour.t() + coord_term
+        coord_term = F.linear(frame_coordinates(*size, device=points.device, dtype=points.dtype),
+                              w_coord)
+        centre = F.linear(points, w_centre) - coord_term
+        neighbour = F.linear(points, w_neighbour) + coord_term
         # Rows of the flattened (N*P, C1) neighbour term that pair with each point.
         offsets = torch.arange(n, device=points.device).view(n, 1, 1) * num_points
         pooled = embed_pairs_max(

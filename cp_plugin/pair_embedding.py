@@ -107,8 +107,10 @@ class _Moments:
     def add(self, values: torch.Tensor) -> None:
         flat = values.reshape(-1, values.shape[-1])
         n = flat.shape[0]
-        mean = flat.mean(0)
-        m2 = (flat - mean).pow(2).sum(0)
+        # Plain sums over the rows: several times faster here than mean(0) or var_mean.
+        mean = flat.sum(0) / n
+        centred = flat - mean
+        m2 = (centred * centred).sum(0)
         if self.mean is None:
             self.count, self.mean, self.m2 = n, mean, m2
             return
@@ -147,7 +149,7 @@ class _Pairs:
                 x = (values[-1] * self.scales[layer - 1] + self.shifts[layer - 1]).clamp_min_(0)
                 values.append(x)
             weight = self.weights[layer]
-            values.append(x if weight is None else x @ weight.t())
+            values.append(x if weight is None else F.linear(x, weight))
         return values
 
 
@@ -169,7 +171,8 @@ class _PairEmbeddingMax(torch.autograd.Function):
                     if spec.batch_stats[layer]:
                         moments.add(z)
                     if layer == last:
-                        lowest[part], highest[part] = torch.aminmax(z, dim=1)
+                        # amax and amin: each far faster than aminmax or max with indices.
+                        highest[part], lowest[part] = z.amax(1), z.amin(1)
             if spec.batch_stats[layer]:
                 mean, var = moments.mean, moments.m2 / moments.count
             else:
@@ -212,6 +215,7 @@ class _PairEmbeddingMax(torch.autograd.Function):
         sum_dy: List[Optional[torch.Tensor]] = [None] * layers
         sum_dy_xhat: List[Optional[torch.Tensor]] = [None] * layers
         active = grad_pooled * (pooled > 0)
+        positive_pooled = pooled.masked_fill(pooled <= 0, float("nan"))
         sum_dy[last] = active.sum(0)
         sum_dy_xhat[last] = (active * (chosen - means[last]) * invstds[last]).sum(0)
 
@@ -227,23 +231,31 @@ class _PairEmbeddingMax(torch.autograd.Function):
                 values = pairs.pre_bn(part, last)  # z_0, a_0, z_1, a_1, ..., z_L
                 z = values[-1]
                 # d loss / d (last BN output), by amax's rule: shared equally between ties.
+                # (A zero max has no gradient: NaN there matches nothing.)
                 y = (z * scales[last] + shifts[last]).clamp_min_(0)
-                is_max = (y == pooled[part].unsqueeze(1)) & (pooled[part] > 0).unsqueeze(1)
+                is_max = (y == positive_pooled[part].unsqueeze(1)).to(y.dtype)
                 ties = is_max.sum(1, keepdim=True).clamp_min_(1)
-                grad_y = is_max * (grad_pooled[part].unsqueeze(1) / ties)
+                grad_y = is_max.mul_(grad_pooled[part].unsqueeze(1) / ties)
                 for layer in range(last, -1, -1):
                     z = values[2 * layer]
-                    x_hat = (z - means[layer]) * invstds[layer]
                     if layer == stop_at or (stop_at is None and layer < last
                                             and not spec.batch_stats[layer]):
-                        sum_dy[layer] = _add(sum_dy[layer], grad_y.sum((0, 1)))
-                        sum_dy_xhat[layer] = _add(sum_dy_xhat[layer], (grad_y * x_hat).sum((0, 1)))
+                        # sum(dy * x_hat) = invstd * (sum(dy * z) - mean * sum(dy))
+                        dy = grad_y.sum((0, 1))
+                        dy_z = (grad_y * z).sum((0, 1))
+                        sum_dy[layer] = _add(sum_dy[layer], dy)
+                        sum_dy_xhat[layer] = _add(sum_dy_xhat[layer],
+                                                  (dy_z - means[layer] * dy) * invstds[layer])
                     if layer == stop_at:
                         break
-                    grad_z = grad_y * scales[layer]
                     if spec.batch_stats[layer]:
-                        grad_z -= (sum_dy[layer] + x_hat * sum_dy_xhat[layer]) * (
-                            scales[layer] / count)
+                        # scale * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / count), with the
+                        # part through the statistics written as offset + slope * z.
+                        slope = -scales[layer] * invstds[layer] * sum_dy_xhat[layer] / count
+                        offset = -scales[layer] * sum_dy[layer] / count - slope * means[layer]
+                        grad_z = torch.addcmul(offset, z, slope).addcmul_(grad_y, scales[layer])
+                    else:
+                        grad_z = grad_y * scales[layer]
                     need_weight_grad = stop_at is None and grad_weights[layer] is not None
                     if layer:
                         below = values[2 * layer - 1]
