@@ -24,6 +24,9 @@ RATIO_TARGETS = {
     "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 time": 1.5,
     "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 peak memory": 1.0,
     "CP vs NonLocal3d, res4": 1.0,
+    "CP checkpoint_pairs vs NonLocal3d, res3 C=128 8x28x28 N=4 time": 1.5,
+    "CP checkpoint_pairs vs NonLocal3d, res3 C=128 8x28x28 N=4 peak memory": 1.0,
+    "CP checkpoint_pairs vs NonLocal3d, res4": 1.0,
     "train step CPNet-R18 vs C2D-R18, 8x112x112 N=2 time": 1.3,
     "train step CPNet-R18 vs C2D-R18, 8x224x224 N=2 time": 1.3,
 }

@@ -61,10 +61,12 @@ def module_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
         naive.load_state_dict(ours.state_dict())
         rows.update(time_and_memory(f"CP vs reference, {stage} {shape}", forward_backward(ours, x),
                                     forward_backward(naive, x), device, repeats))
+        non_local = forward_backward(nonlocal_block(channels).to(device), x)
         rows.update(time_and_memory(f"CP vs NonLocal3d, {stage} {shape}",
-                                    forward_backward(ours, x),
-                                    forward_backward(nonlocal_block(channels).to(device), x),
-                                    device, repeats))
+                                    forward_backward(ours, x), non_local, device, repeats))
+        lean = CPModule(channels, k=8, checkpoint_pairs=True).to(device)
+        rows.update(time_and_memory(f"CP checkpoint_pairs vs NonLocal3d, {stage} {shape}",
+                                    forward_backward(lean, x), non_local, device, repeats))
     return rows
 
 

@@ -27,8 +27,9 @@ from torch import nn
 
 __all__ = ["embed_pairs_max"]
 
-#: Elements of one chunk's widest pair tensor (points x k x width): 4 MiB in float32.
-CHUNK_ELEMENTS = 1 << 20
+#: Elements of one chunk's widest pair tensor (points x k x width): 1 MiB in float32. Backward
+#: holds a handful of these at once; larger chunks were no faster (benchmarks/NOTES.md).
+CHUNK_ELEMENTS = 1 << 18
 
 
 def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.Tensor,
