@@ -52,12 +52,14 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
         # ||q - p||^2 = ||q||^2 + (||p||^2 - 2 q.p), and ||q||^2 does not change a query's
         # ranking. One matmul gives the rest: queries [-2q, 1] against candidates [p, ||p||^2].
         queries = torch.cat([pts * -2.0, pts.new_ones(n, num_points, 1)], dim=-1)
-        keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1)
+        # Keys stored (N, C + 1, P): bmm runs about a third faster on them than on a transpose.
+        keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
+        keys = keys.contiguous()
         indices = torch.empty(n, num_points, k, dtype=torch.long, device=pts.device)
         for frame_start in range(0, num_points, hw):
             frame_stop = frame_start + hw
             # Only the other frames are candidates: no own-frame mask to build or skip.
-            others = torch.cat([keys[:, :frame_start], keys[:, frame_stop:]], dim=1).transpose(1, 2)
+            others = torch.cat([keys[:, :, :frame_start], keys[:, :, frame_stop:]], dim=2)
             for start in range(frame_start, frame_stop, chunk_size):
                 stop = min(start + chunk_size, frame_stop)
                 scores = torch.bmm(queries[:, start:stop], others)  # (N, Q, (T-1)HW)

@@ -173,7 +173,8 @@ class _PairEmbeddingMax(torch.autograd.Function):
                         moments.add(z)
                     if layer == last:
                         # amax and amin: each far faster than aminmax or max with indices.
-                        highest[part], lowest[part] = z.amax(1), z.amin(1)
+                        torch.amax(z, 1, out=highest[part])
+                        torch.amin(z, 1, out=lowest[part])
             if spec.batch_stats[layer]:
                 mean, var = moments.mean, moments.m2 / moments.count
             else:
@@ -221,7 +222,10 @@ class _PairEmbeddingMax(torch.autograd.Function):
         sum_dy_xhat[last] = (active * (chosen - means[last]) * invstds[last]).sum(0)
 
         grad_centre = torch.zeros_like(centre) if ctx.needs_input_grad[1] else None
-        grad_neighbour = torch.zeros_like(neighbour) if ctx.needs_input_grad[2] else None
+        grad_neighbour = None
+        if ctx.needs_input_grad[2]:  # accumulated through index, else written chunk by chunk
+            grad_neighbour = torch.empty_like(neighbour) if index is None else torch.zeros_like(
+                neighbour)
         grad_weights = [None if w is None else torch.zeros_like(w) for w in weights]
 
         # A batch-statistics BN needs its sums before any pair's input gradient: one pass per
@@ -265,11 +269,10 @@ class _PairEmbeddingMax(torch.autograd.Function):
                     if need_weight_grad:
                         grad_weights[layer] += (grad_z.reshape(-1, grad_z.shape[-1]).t()
                                                 @ below.reshape(-1, below.shape[-1]))
-                    grad_below = grad_z if weights[layer] is None else grad_z @ weights[layer]
                     if layer:
-                        grad_y = grad_below * (below > 0)
+                        grad_y = (grad_z @ weights[layer]).mul_(below > 0)
                     else:
-                        _to_inputs(grad_below, part, index, grad_centre, grad_neighbour)
+                        _to_inputs(grad_z, weights[0], part, index, grad_centre, grad_neighbour)
 
         grads = []
         for layer in range(layers):
@@ -277,10 +280,17 @@ class _PairEmbeddingMax(torch.autograd.Function):
         return (None, grad_centre, grad_neighbour, None, *grads)
 
 
-def _to_inputs(grad_pairs, part, index, grad_centre, grad_neighbour) -> None:
-    """Send the first layer's input gradient (points, k, C1) back to centre and neighbour."""
+def _to_inputs(grad_z, weight, part, index, grad_centre, grad_neighbour) -> None:
+    """Send the first layer's gradient (points, k, C) back to centre and neighbour."""
+    if index is None and grad_neighbour is not None and grad_centre is None:
+        if weight is None:
+            grad_neighbour[part] = grad_z
+        else:  # straight into place: no temporary to copy
+            torch.matmul(grad_z, weight, out=grad_neighbour[part])
+        return
+    grad_pairs = grad_z if weight is None else grad_z @ weight
     if grad_centre is not None:
-        grad_centre[part] = grad_pairs.sum(1)
+        torch.sum(grad_pairs, 1, out=grad_centre[part])
     if grad_neighbour is None:
         return
     if index is None:
