@@ -10,6 +10,8 @@ from .validation import check_points, check_positive_int
 #: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 4 MiB in float32,
 #: small enough to stay in cache between the matmul that writes it and the top-k that reads it.
 DEFAULT_CHUNK_ELEMENTS = 1 << 20
+#: The same on a GPU, where each chunk costs kernel launches and memory is ample (64 MiB).
+CUDA_CHUNK_ELEMENTS = 1 << 24
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
@@ -22,7 +24,7 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
         k: neighbours per point, 1 <= k <= (T-1)*H*W. Frames may contribute 0..k each.
         chunk_size: queries handled at once (chunks never span two frames); extra memory is
             O(N * chunk_size * P). ``None`` sizes chunks so that one distance matrix holds at
-            most ``DEFAULT_CHUNK_ELEMENTS`` elements.
+            most ``DEFAULT_CHUNK_ELEMENTS`` elements (``CUDA_CHUNK_ELEMENTS`` on a GPU).
 
     Returns:
         int64 tensor (N, P, k), nearest first. No gradient flows through the selection.
@@ -40,7 +42,8 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
     hw = points_per_frame
     candidates_per_query = num_points - hw
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(1, n * candidates_per_query))
+        budget = CUDA_CHUNK_ELEMENTS if points.is_cuda else DEFAULT_CHUNK_ELEMENTS
+        chunk_size = max(1, budget // max(1, n * candidates_per_query))
     with torch.no_grad():
         # Half precision would blur the ranking: search in at least float32. Distances do not
         # change under translation, so centring first keeps the expansion below accurate for

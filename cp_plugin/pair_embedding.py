@@ -30,6 +30,8 @@ __all__ = ["embed_pairs_max"]
 #: Elements of one chunk's widest pair tensor (points x k x width): 1 MiB in float32. Backward
 #: holds a handful of these at once; larger chunks were no faster (benchmarks/NOTES.md).
 CHUNK_ELEMENTS = 1 << 18
+#: On a GPU memory is ample and each chunk costs kernel launches: 64 MiB chunks there.
+CUDA_CHUNK_ELEMENTS = 1 << 24
 
 
 def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.Tensor,
@@ -131,7 +133,8 @@ class _Pairs:
         self.rows = neighbour.shape[0] if index is None else index.shape[0]
         self.k = neighbour.shape[1] if index is None else index.shape[1]
         widths = [neighbour.shape[-1]] + [w.shape[0] for w in weights if w is not None]
-        step = max(1, CHUNK_ELEMENTS // (self.k * max(widths)))
+        budget = CUDA_CHUNK_ELEMENTS if neighbour.is_cuda else CHUNK_ELEMENTS
+        step = max(1, budget // (self.k * max(widths)))
         self.chunks = [slice(s, min(s + step, self.rows)) for s in range(0, self.rows, step)]
 
     def first(self, part: slice) -> torch.Tensor:

@@ -1,0 +1,31 @@
+"""The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
+import torch
+
+from benchmarks.measure import alternating_medians, peak_memory_bytes
+
+MIB = 1 << 20
+
+
+def test_peak_memory_counts_what_is_alive_at_once():
+    def two_then_one():
+        a = torch.ones(MIB // 4)        # 1 MiB
+        b = torch.ones(2 * MIB // 4)    # 2 MiB: 3 MiB alive
+        del a, b
+        c = torch.ones(MIB // 2)        # 2 MiB alone
+        return c.sum()
+
+    peak = peak_memory_bytes(two_then_one)
+    assert 3 * MIB <= peak < 3 * MIB + 64 * 1024
+
+
+def test_peak_memory_ignores_what_was_allocated_before():
+    before = torch.ones(8 * MIB // 4)
+    assert peak_memory_bytes(lambda: before.sum()) < 64 * 1024
+
+
+def test_alternating_medians_runs_both_in_turn():
+    calls = []
+    ours, baseline = alternating_medians(lambda: calls.append("o"), lambda: calls.append("b"),
+                                         repeats=3, warmup=1)
+    assert calls == ["o", "b"] * 4
+    assert ours >= 0 and baseline >= 0
