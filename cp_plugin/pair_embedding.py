@@ -28,7 +28,8 @@ from torch import nn
 __all__ = ["embed_pairs_max"]
 
 #: Elements of one chunk's widest pair tensor (points x k x width): 1 MiB in float32. Backward
-#: holds a handful of these at once; larger chunks were no faster (benchmarks/NOTES.md).
+#: holds a handful of these at once: chunks of 2^20 ran up to 12% faster at ResNet-18 res3
+#: but needed 20-25 MiB more at res4 (benchmarks/NOTES.md).
 CHUNK_ELEMENTS = 1 << 18
 #: On a GPU memory is ample and each chunk costs kernel launches: 64 MiB chunks there.
 CUDA_CHUNK_ELEMENTS = 1 << 24
