@@ -12,6 +12,9 @@ from .validation import check_points, check_positive_int
 DEFAULT_CHUNK_ELEMENTS = 1 << 20
 #: The same on a GPU, where each chunk costs kernel launches and memory is ample (64 MiB).
 CUDA_CHUNK_ELEMENTS = 1 << 24
+#: Chunks never hold fewer queries than this (unless a frame has fewer points): with a large
+#: batch the element cap alone gave chunks of ~10 queries, where per-call overhead dominates.
+MIN_CHUNK_QUERIES = 32
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
@@ -24,7 +27,8 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
         k: neighbours per point, 1 <= k <= (T-1)*H*W. Frames may contribute 0..k each.
         chunk_size: queries handled at once (chunks never span two frames); extra memory is
             O(N * chunk_size * P). ``None`` sizes chunks so that one distance matrix holds at
-            most ``DEFAULT_CHUNK_ELEMENTS`` elements (``CUDA_CHUNK_ELEMENTS`` on a GPU).
+            most ``DEFAULT_CHUNK_ELEMENTS`` elements (``CUDA_CHUNK_ELEMENTS`` on a GPU), and at
+            least ``MIN_CHUNK_QUERIES`` queries.
 
     Returns:
         int64 tensor (N, P, k), nearest first. No gradient flows through the selection.
@@ -43,7 +47,7 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
     candidates_per_query = num_points - hw
     if chunk_size is None:
         budget = CUDA_CHUNK_ELEMENTS if points.is_cuda else DEFAULT_CHUNK_ELEMENTS
-        chunk_size = max(1, budget // max(1, n * candidates_per_query))
+        chunk_size = max(MIN_CHUNK_QUERIES, budget // max(1, n * candidates_per_query))
     with torch.no_grad():
         # Half precision would blur the ranking: search in at least float32. Distances do not
         # change under translation, so centring first keeps the expansion below accurate for

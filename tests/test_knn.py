@@ -65,12 +65,19 @@ def test_default_chunk_never_builds_the_full_matrix(monkeypatch):
         return out
 
     monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(knn, "MIN_CHUNK_QUERIES", 1)
     monkeypatch.setattr(knn.torch, "bmm", spy)
     points = torch.randn(2, 4 * 49, 4)
     indices = other_frame_knn(points, 4, 5)
     assert all(shape[0] * shape[1] * shape[2] <= 1000 for shape in seen)
     assert len(seen) > 1
     assert_exact_knn(points, 4, 5, indices)
+
+    # The query floor wins over the element cap: 49 points per frame in chunks of 20, 20, 9.
+    monkeypatch.setattr(knn, "MIN_CHUNK_QUERIES", 20)
+    seen.clear()
+    assert_exact_knn(points, 4, 5, other_frame_knn(points, 4, 5))
+    assert [shape[1] for shape in seen] == [20, 20, 9] * 4
 
 
 def test_no_gradient_and_low_precision_inputs():
