@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pair_embedding import embed_pairs_max
 from .knn import search_other_frames
 from .layout import frames_to_video, video_to_frames
+from .pair_embedding import embed_pairs_max
 from .validation import check_finite, check_k, check_num_frames, check_positive_int
 
 _NUM_COORDS = 3  # (t/T, h/H, w/W)

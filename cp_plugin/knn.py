@@ -83,7 +83,7 @@ TWO_STAGE_MIN_RATIO = 256
 def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k smallest entries along the last dim, smallest first (``topk``'s contract).
 
-    Long rows are split into S strided groups (entries j, j + G, j + 2G, ... with G = L / S).
+    Long rows are split into G = L / S groups of S strided entries (g, g + G, g + 2G, ...).
     The k smallest entries lie in the k groups with the smallest minima: a group holding one of
     them but not among those k would leave k groups with smaller minima, so k smaller entries.
     So a cheap element-wise min over S rows of G, a top-k over the G group minima and one over
