@@ -34,7 +34,8 @@ RATIO_TARGETS = {
 ABSOLUTE_TARGETS = {"toy epoch": 30.0, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0}
 
 GROUPS = {"module": bench_rows.module_rows, "train_step": bench_rows.train_step_rows,
-          "toy": bench_rows.toy_epoch_rows, "knn": bench_rows.knn_rows}
+          "toy": bench_rows.toy_epoch_rows, "toy_nl": bench_rows.toy_nonlocal_rows,
+          "knn": bench_rows.knn_rows}
 
 
 def verdict(name: str, result: dict) -> str:

@@ -137,6 +137,22 @@ def toy_epoch_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
     return {"toy epoch CPNet vs C2D, 1000 videos N=32": row(ours, baseline, "s")}
 
 
+def toy_nonlocal_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """The toy I3D-NL block at full resolution: FusedNonLocal3d against mmcv's NonLocal3d."""
+    from mmcv.cnn import NonLocal3d
+
+    from cp_plugin.mmaction_plugin import FusedNonLocal3d
+
+    kwargs = dict(reduction=2, use_scale=True, sub_sample=False, mode="embedded_gaussian",
+                  norm_cfg=dict(type="BN3d"))
+    torch.manual_seed(0)
+    x = torch.randn(32, 16, 4, 32, 32, device=device)
+    return time_and_memory("toy NL block FusedNonLocal3d vs NonLocal3d, C=16 4x32x32 N=32",
+                           forward_backward(FusedNonLocal3d(16, **kwargs).to(device), x),
+                           forward_backward(NonLocal3d(16, **kwargs).to(device), x),
+                           device, repeats)
+
+
 def knn_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
     """Neighbour search alone (C=64, k=8, 8 frames) against the full score matrix."""
     rows = {}

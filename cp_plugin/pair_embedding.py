@@ -286,7 +286,9 @@ class _PairEmbeddingMax(torch.autograd.Function):
 
 def _to_inputs(grad_z, weight, part, index, grad_centre, grad_neighbour) -> None:
     """Send the first layer's gradient (points, k, C) back to centre and neighbour."""
-    if index is None and grad_neighbour is not None and grad_centre is None:
+    if index is None:  # neighbour holds the pairs themselves (and there is no centre)
+        if grad_neighbour is None:
+            return
         if weight is None:
             grad_neighbour[part] = grad_z
         else:  # straight into place: no temporary to copy
@@ -295,11 +297,7 @@ def _to_inputs(grad_z, weight, part, index, grad_centre, grad_neighbour) -> None
     grad_pairs = grad_z if weight is None else grad_z @ weight
     if grad_centre is not None:
         torch.sum(grad_pairs, 1, out=grad_centre[part])
-    if grad_neighbour is None:
-        return
-    if index is None:
-        grad_neighbour[part] = grad_pairs
-    else:
+    if grad_neighbour is not None:
         grad_neighbour.index_add_(0, index[part].reshape(-1),
                                   grad_pairs.reshape(-1, grad_pairs.shape[-1]))
 

@@ -100,18 +100,19 @@ _SUPPORTED: Dict[type, TimmBlock] = {
 
 _TIMM_FIX = ("Use a timm model whose blocks end in their own activation (resnet*, resnext*, "
              "seresnet*, ecaresnet*, skresnet*, resnest*, regnetx/y*), or choose other blocks.")
+_TORCHVISION_FIX = ("Use timm's ResNet of the same depth instead (timm ships torchvision's "
+                    "ImageNet weights for it, e.g. 'resnet50.tv_in1k'), or the mmaction2 backbone "
+                    "(cp_plugin's CPBackbone).")
 _SHARED = ("shared activation: one `relu` module runs {where}, so a CP module put in its place "
            "would run at each of those calls")
 
 _REFUSED: Dict[type, Refusal] = {
     tv_resnet.BasicBlock: Refusal(
         _SHARED.format(where="after conv1 and again after the residual add"),
-        "Use timm's ResNet of the same depth instead (timm ships torchvision's ImageNet weights "
-        "for it, e.g. 'resnet50.tv_in1k'), or the mmaction2 backbone (cp_plugin's CPBackbone)."),
+        _TORCHVISION_FIX),
     tv_resnet.Bottleneck: Refusal(
         _SHARED.format(where="after conv1, after conv2 and after the residual add"),
-        "Use timm's ResNet of the same depth instead (timm ships torchvision's ImageNet weights "
-        "for it, e.g. 'resnet50.tv_in1k'), or the mmaction2 backbone (cp_plugin's CPBackbone)."),
+        _TORCHVISION_FIX),
     res2net.Bottle2neck: Refusal(
         _SHARED.format(where="after conv1, in every scale branch and after the residual add"),
         _TIMM_FIX),
