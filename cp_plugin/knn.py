@@ -48,10 +48,11 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
     if chunk_size is None:
         budget = CUDA_CHUNK_ELEMENTS if points.is_cuda else DEFAULT_CHUNK_ELEMENTS
         chunk_size = max(MIN_CHUNK_QUERIES, budget // max(1, n * candidates_per_query))
-    with torch.no_grad():
-        # Half precision would blur the ranking: search in at least float32. Distances do not
-        # change under translation, so centring first keeps the expansion below accurate for
-        # features with a large common offset.
+    # Half precision would blur the ranking: search in at least float32, and with autocast off,
+    # which would otherwise run the matmul below in bfloat16 or float16. Distances do not change
+    # under translation, so centring first keeps the expansion below accurate for features with
+    # a large common offset.
+    with torch.no_grad(), torch.autocast(points.device.type, enabled=False):
         pts = points.detach()
         if pts.dtype not in (torch.float32, torch.float64):
             pts = pts.float()

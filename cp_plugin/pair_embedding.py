@@ -66,6 +66,15 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
 
 
 def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
+    # Under autocast the inputs may be bfloat16 or float16: run in the parameters' dtype with
+    # autocast off, as BN does, so that backward (where autocast is off) sees the same dtypes.
+    dtype = norms[-1].weight.dtype if norms[-1].weight is not None else torch.float32
+    with torch.autocast(neighbour.device.type, enabled=False):
+        return _fused_in(None if centre is None else centre.to(dtype), neighbour.to(dtype), index,
+                         weights, norms)
+
+
+def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
     batch_stats = tuple(norm.training or norm.running_mean is None for norm in norms)
     spec = _Spec(batch_stats, tuple(norm.eps for norm in norms),
                  [(norm.running_mean, norm.running_var) for norm in norms])

@@ -16,6 +16,7 @@ from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
 from .fused_nonlocal import FusedNonLocal3d
+from .sample_errors import SampleLoadError, name_failing_samples
 from .six_crop import SixCrop
 from .toy import ConvBNReLU3d, MovingSquareDataset, ToyVideoNet
 
@@ -26,6 +27,7 @@ MODELS.register_module("ARTNetResNet18", module=ARTNetResNet18)
 if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
 MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
+name_failing_samples()
 
-__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
+__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "SampleLoadError", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
            "ConvBNReLU3d", "block_specs", "register_block"]

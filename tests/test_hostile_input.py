@@ -1,0 +1,135 @@
+"""Degenerate and hostile input: ties everywhere, the smallest shapes, huge values, NaN, bad files."""
+import os
+
+import pytest
+import torch
+
+import cp_plugin  # noqa: F401
+from cp_plugin import CPModule, other_frame_knn
+from test_cp_module import twin
+from test_knn import assert_exact_knn
+
+
+def run_forward_backward(module, x):
+    x = x.detach().clone().requires_grad_(True)
+    out = module(x)
+    out.square().sum().backward()
+    return out, x.grad
+
+
+def randomised_module(channels=8, k=3, seed=0):
+    module, _ = twin(dict(in_channels=channels, k=k), seed)
+    return module.train()
+
+
+@pytest.mark.parametrize("value", [0.0, 7.5], ids=["zeros", "constant"])
+def test_every_distance_ties(value):
+    """All points equal: any k other-frame points are nearest; the output is finite."""
+    x = torch.full((2, 8, 3, 4, 4), value)
+    indices = other_frame_knn(x.flatten(2).transpose(1, 2), 3, 5)
+    assert_exact_knn(x.flatten(2).transpose(1, 2), 3, 5, indices)
+    out, grad = run_forward_backward(randomised_module(), x)
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("shape,k", [((2, 8, 5, 1, 1), 4), ((2, 8, 2, 3, 3), 9), ((1, 8, 2, 1, 1), 1)],
+                         ids=["single-pixel", "T=2", "single-pixel,T=2"])
+def test_smallest_shapes_with_the_largest_k(shape, k):
+    """k = (T-1)HW: every point takes all the other frames' points."""
+    x = torch.randn(shape)
+    t, hw = shape[2], shape[3] * shape[4]
+    assert k == (t - 1) * hw
+    points = x.flatten(2).transpose(1, 2)
+    indices = other_frame_knn(points, t, k)
+    own_frame = torch.arange(t * hw) // hw
+    for query in range(t * hw):
+        expected = (own_frame != own_frame[query]).nonzero().flatten()
+        assert torch.equal(indices[:, query].sort(-1).values, expected.expand(shape[0], -1))
+    fast, ref = twin(dict(in_channels=8, k=k))
+    out, grad = run_forward_backward(fast.train(), x)
+    ref_out, ref_grad = run_forward_backward(ref.train(), x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=f"use k <= {k}"):
+        CPModule(8, k=k + 1)(x)
+
+
+def test_huge_magnitudes_neither_overflow_nor_misrank():
+    """Features of size 1e4 (squared norms ~1e9 in float32): the search stays exact."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 3, 5, 5) * 1e4
+    points = x.flatten(2).transpose(1, 2)
+    assert_exact_knn(points, 3, 6, other_frame_knn(points, 3, 6))
+    out, grad = run_forward_backward(randomised_module(16, 6), x)
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_refused(bad):
+    x = torch.randn(1, 8, 3, 4, 4)
+    x[0, 2, 1, 3, 0] = bad
+    with pytest.raises(ValueError, match="x contains 1 non-finite value"):
+        CPModule(8, k=3)(x)
+    with pytest.raises(ValueError, match="points contains 1 non-finite value"):
+        other_frame_knn(x.flatten(2).transpose(1, 2), 3, 3)
+
+
+@pytest.mark.parametrize("layout", ["channels_last_3d", "strided", "transposed"])
+def test_memory_layouts_give_the_same_result(layout):
+    torch.manual_seed(0)
+    base = torch.randn(2, 8, 3, 6, 5)
+    if layout == "channels_last_3d":
+        x = base.to(memory_format=torch.channels_last_3d)
+    elif layout == "strided":
+        x = torch.randn(2, 8, 3, 12, 5)[:, :, :, ::2]
+        base = x.contiguous()
+    else:  # (N, C, T, W, H) storage seen as (N, C, T, H, W)
+        x = base.transpose(3, 4).contiguous().transpose(3, 4)
+    assert not x.is_contiguous()
+    module = randomised_module()
+    expected, expected_grad = run_forward_backward(module, base)
+    out, grad = run_forward_backward(module, x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_damaged_video_error_names_the_file(damage, tmp_path, video_data):
+    """A shipped config's own pipeline (decord) on a damaged file: the error says which file."""
+    from mmaction.registry import DATASETS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from cp_plugin.mmaction_plugin import SampleLoadError
+
+    good = (video_data / "clip_0.mp4").read_bytes()
+    damaged = {"truncated": good[:len(good) // 2], "garbage": os.urandom(4096), "empty": b""}
+    (tmp_path / "bad.mp4").write_bytes(damaged[damage])
+    (tmp_path / "train.txt").write_text("clip_0.mp4 0\nbad.mp4 1\n")
+    (tmp_path / "clip_0.mp4").write_bytes(good)
+
+    init_default_scope("mmaction")
+    config = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "sthv2",
+                          "cpnet_r18_12x2_sthv2_phase1.py")
+    dataset_cfg = Config.fromfile(config).train_dataloader.dataset
+    dataset_cfg.update(ann_file=str(tmp_path / "train.txt"), data_prefix=dict(video=str(tmp_path)))
+    dataset = DATASETS.build(dataset_cfg)
+    assert dataset[0]["inputs"].shape[0] == 1  # the intact clip loads
+    with pytest.raises(SampleLoadError, match=rf"sample 1 of VideoDataset \({tmp_path}/bad.mp4\)"):
+        dataset[1]
+
+
+def test_config_with_unknown_cp_block_name(tmp_path):
+    """A typo in a shipped config's block list fails at build time and lists the valid names."""
+    from mmaction.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmaction")
+    config = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "kinetics400",
+                          "cpnet_r18_8x4_kinetics400.py")
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.backbone.pretrained = None
+    cfg.model.backbone.cp_blocks = ["layer2.0", "layer3.7"]
+    with pytest.raises(ValueError, match=r"no block named 'layer3.7'; valid block names: layer1.0"):
+        MODELS.build(cfg.model)
