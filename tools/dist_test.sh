@@ -9,7 +9,7 @@ CONFIG=$1
 CHECKPOINT=$2
 NUM_PROCS=$3
 shift 3
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
     --nproc_per_node="$NUM_PROCS" \

@@ -11,6 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from cp_plugin.mmaction_plugin import use_cpu_distributed
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Test (and evaluate) an action recognizer")
@@ -59,6 +61,7 @@ def main(argv=None):
         if not osp.isfile(path):
             raise FileNotFoundError(f"{name} {path!r} does not exist")
     cfg = merge_args(Config.fromfile(args.config), args)
+    use_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     return runner.test()
 

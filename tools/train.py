@@ -11,6 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from cp_plugin.mmaction_plugin import use_cpu_distributed
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train an action recognizer")
@@ -73,6 +75,7 @@ def main(argv=None):
     if not osp.isfile(args.config):
         raise FileNotFoundError(f"config {args.config!r} does not exist")
     cfg = merge_args(Config.fromfile(args.config), args)
+    use_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     runner.train()
 

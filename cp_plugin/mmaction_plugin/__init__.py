@@ -15,7 +15,9 @@ from mmcv.cnn import NonLocal3d  # noqa: E402
 from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
+from .distributed import use_cpu_distributed
 from .fused_nonlocal import FusedNonLocal3d
+from .hooks import RandomStateHook, RankAgreementHook
 from .sample_errors import SampleLoadError, name_failing_samples
 from .six_crop import SixCrop
 from .toy import ConvBNReLU3d, MovingSquareDataset, ToyVideoNet
@@ -29,5 +31,6 @@ if "NonLocal3d" not in MODELS.module_dict:
 MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
 name_failing_samples()
 
-__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "SampleLoadError", "SixCrop", "MovingSquareDataset", "ToyVideoNet",
+__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "RandomStateHook", "RankAgreementHook", "SampleLoadError",
+           "SixCrop", "use_cpu_distributed", "MovingSquareDataset", "ToyVideoNet",
            "ConvBNReLU3d", "block_specs", "register_block"]

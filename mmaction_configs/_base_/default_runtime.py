@@ -11,6 +11,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, save_best='auto', max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     sync_buffers=dict(type='SyncBuffersHook'))
+# cp_plugin's: random states in checkpoints (exact resume), and a check at the end of every
+# epoch that all ranks hold the same weights.
+custom_hooks = [dict(type='RandomStateHook'), dict(type='RankAgreementHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
