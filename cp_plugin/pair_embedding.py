@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -49,6 +50,7 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
             (its linear map is already in ``centre`` and ``neighbour``).
         norms: per layer, the BatchNorm1d after it, used as ``norm.forward`` would: batch
             statistics (and a running-statistics update) in training mode, running ones in eval.
+            A SyncBatchNorm's statistics are those of all ranks' pairs, as its forward computes.
         recompute: keep no pair tensor of any layer for backward (slower, least memory).
 
     Returns:
@@ -77,17 +79,35 @@ def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
 def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
     batch_stats = tuple(norm.training or norm.running_mean is None for norm in norms)
     spec = _Spec(batch_stats, tuple(norm.eps for norm in norms),
-                 [(norm.running_mean, norm.running_var) for norm in norms])
+                 [(norm.running_mean, norm.running_var) for norm in norms],
+                 [_sync_group(norm) if uses_batch else None
+                  for norm, uses_batch in zip(norms, batch_stats)])
     params: List[Optional[torch.Tensor]] = []
     for weight, norm in zip(weights, norms):
         params += [weight, norm.weight, norm.bias]
     outputs = _PairEmbeddingMax.apply(spec, centre, neighbour, index, *params)
     pooled, means, variances = outputs[0], outputs[1::2], outputs[2::2]
-    count = pooled.shape[0] * (neighbour.shape[1] if index is None else index.shape[1])
-    for norm, uses_batch, mean, var in zip(norms, batch_stats, means, variances):
+    for norm, uses_batch, mean, var, count in zip(norms, batch_stats, means, variances, spec.counts):
         if uses_batch and norm.training and norm.track_running_stats:
             _update_running_stats(norm, mean, var, count)
     return pooled
+
+
+def _sync_group(norm: nn.Module):
+    """The process group whose ranks share ``norm``'s batch statistics, as SyncBatchNorm's
+    forward would decide; None for a plain BN or a single process."""
+    if not (isinstance(norm, nn.SyncBatchNorm) and norm.training
+            and dist.is_available() and dist.is_initialized()):
+        return None
+    group = norm.process_group or dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def _all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
+    if group is not None:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=group)
+    return tensor
 
 
 @torch.no_grad()
@@ -106,9 +126,10 @@ def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.T
 class _Spec:
     """The non-tensor facts the autograd function needs, passed through ``apply`` as one object."""
 
-    def __init__(self, batch_stats, eps, running):
-        self.batch_stats, self.eps, self.running = batch_stats, eps, running
+    def __init__(self, batch_stats, eps, running, groups):
+        self.batch_stats, self.eps, self.running, self.groups = batch_stats, eps, running, groups
         self.num_layers = len(batch_stats)
+        self.counts = [0] * self.num_layers  # pairs behind each BN's statistics, all ranks
 
 
 class _Moments:
@@ -132,6 +153,16 @@ class _Moments:
         self.mean = self.mean + delta * (n / total)
         self.m2 = self.m2 + m2 + delta.pow(2) * (self.count * n / total)
         self.count = total
+
+    def all_reduce(self, group) -> None:
+        """Combine the moments of every rank in ``group`` (SyncBatchNorm's statistics)."""
+        if group is None:
+            return
+        count = self.mean.new_tensor([float(self.count)])
+        sums = _all_reduce(torch.cat([count, self.mean * self.count]), group)
+        total, mean = sums[0], sums[1:] / sums[0]
+        m2 = _all_reduce(self.m2 + (self.mean - mean).pow(2) * self.count, group)
+        self.count, self.mean, self.m2 = int(total.round()), mean, m2
 
 
 class _Pairs:
@@ -189,6 +220,8 @@ class _PairEmbeddingMax(torch.autograd.Function):
                         torch.amax(z, 1, out=highest[part])
                         torch.amin(z, 1, out=lowest[part])
             if spec.batch_stats[layer]:
+                moments.all_reduce(spec.groups[layer])
+                spec.counts[layer] = moments.count
                 mean, var = moments.mean, moments.m2 / moments.count
             else:
                 mean, var = (t.to(neighbour.dtype) for t in spec.running[layer])
@@ -223,16 +256,26 @@ class _PairEmbeddingMax(torch.autograd.Function):
         scales, shifts, means, variances = (rest[i * layers:(i + 1) * layers] for i in range(4))
         invstds = [torch.rsqrt(v + eps) for v, eps in zip(variances, spec.eps)]
         pairs = _Pairs(centre, neighbour, index, weights, scales, shifts)
-        count = pairs.rows * pairs.k
 
         # BN gradients: d gamma = sum(dy * x_hat), d beta = sum(dy), over all pairs. The last
         # layer's dy is non-zero only at each point's max, so its sums are per point.
         sum_dy: List[Optional[torch.Tensor]] = [None] * layers
         sum_dy_xhat: List[Optional[torch.Tensor]] = [None] * layers
+        # What the input gradient of a batch-statistics BN needs: the sums over the pairs of
+        # every rank (SyncBatchNorm), while d gamma and d beta stay this rank's, for DDP to
+        # reduce as it does SyncBatchNorm's.
+        synced: List[Optional[tuple]] = [None] * layers
+
+        def sync(layer):
+            both = _all_reduce(torch.stack([sum_dy[layer], sum_dy_xhat[layer]]), spec.groups[layer])
+            synced[layer] = (both[0], both[1], spec.counts[layer])
+
         active = grad_pooled * (pooled > 0)
         positive_pooled = pooled.masked_fill(pooled <= 0, float("nan"))
         sum_dy[last] = active.sum(0)
         sum_dy_xhat[last] = (active * (chosen - means[last]) * invstds[last]).sum(0)
+        if spec.batch_stats[last]:
+            sync(last)
 
         grad_centre = torch.zeros_like(centre) if ctx.needs_input_grad[1] else None
         grad_neighbour = None
@@ -269,8 +312,9 @@ class _PairEmbeddingMax(torch.autograd.Function):
                     if spec.batch_stats[layer]:
                         # scale * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / count), with the
                         # part through the statistics written as offset + slope * z.
-                        slope = -scales[layer] * invstds[layer] * sum_dy_xhat[layer] / count
-                        offset = -scales[layer] * sum_dy[layer] / count - slope * means[layer]
+                        all_dy, all_dy_xhat, count = synced[layer]
+                        slope = -scales[layer] * invstds[layer] * all_dy_xhat / count
+                        offset = -scales[layer] * all_dy / count - slope * means[layer]
                         grad_z = torch.addcmul(offset, z, slope).addcmul_(grad_y, scales[layer])
                     else:
                         grad_z = grad_y * scales[layer]
@@ -286,6 +330,8 @@ class _PairEmbeddingMax(torch.autograd.Function):
                         grad_y = (grad_z @ weights[layer]).mul_(below > 0)
                     else:
                         _to_inputs(grad_z, weights[0], part, index, grad_centre, grad_neighbour)
+            if stop_at is not None:
+                sync(stop_at)
 
         grads = []
         for layer in range(layers):

@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from test_tools import run_tool
@@ -83,3 +84,92 @@ def test_rank_agreement_hook_fails_every_rank_on_a_drift(tmp_path):
     # Both ranks stop (rank 0 would otherwise wait for rank 1 at the next collective).
     assert "rank 0: 0 differ from rank 0" in (tmp_path / "rank0.txt").read_text()
     assert "rank 1: 1 differ from rank 0, e.g. ['bias']" in (tmp_path / "rank1.txt").read_text()
+
+
+PAIR_WIDTHS = (6, 5, 4)  # the first layer's output (centre + neighbour), then two more layers
+
+
+def _pair_embedding_problem(rows, k, seed=0):
+    """centre, neighbour, index, layer weights, BN parameters and an output weighting."""
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.randn(rows, PAIR_WIDTHS[0], generator=gen, dtype=torch.float64)
+    neighbour = torch.randn(rows, PAIR_WIDTHS[0], generator=gen, dtype=torch.float64)
+    index = torch.randint(0, rows // 2, (rows, k), generator=gen)
+    index[rows // 2:] += rows // 2  # each half (one rank's clips) pairs within itself
+    weights = [None] + [torch.randn(o, i, generator=gen, dtype=torch.float64)
+                        for i, o in zip(PAIR_WIDTHS[:-1], PAIR_WIDTHS[1:])]
+    affine = [((torch.rand(c, generator=gen, dtype=torch.float64) + 0.5)
+               * (torch.randint(0, 2, (c,), generator=gen) * 2 - 1),
+               torch.randn(c, generator=gen, dtype=torch.float64) * 0.1) for c in PAIR_WIDTHS]
+    weighting = torch.randn(rows, max(PAIR_WIDTHS), generator=gen, dtype=torch.float64)
+    return centre, neighbour, index, weights, affine, weighting
+
+
+def _run_pair_embedding(norm_type, rows, layers, recompute, part=slice(None)):
+    """One training step of the pair embedding on ``part`` of the problem's rows."""
+    from cp_plugin.pair_embedding import embed_pairs_max
+
+    centre, neighbour, index, weights, affine, weighting = _pair_embedding_problem(rows, 5)
+    centre, neighbour = (t[part].clone().requires_grad_(True) for t in (centre, neighbour))
+    index = index[part] - (part.start or 0)  # rows of this part's own neighbour tensor
+    weights = [None if w is None else w.requires_grad_(True) for w in weights[:layers]]
+    norms = [norm_type(c).double() for c in PAIR_WIDTHS[:layers]]
+    for norm, (gamma, beta) in zip(norms, affine):
+        norm.weight.data, norm.bias.data = gamma.clone(), beta.clone()
+    pooled = embed_pairs_max(centre, neighbour, index, weights, norms, recompute=recompute)
+    (pooled * weighting[part, :pooled.shape[1]]).sum().backward()
+    params = [w for w in weights if w is not None] + [p for n in norms for p in (n.weight, n.bias)]
+    return dict(pooled=pooled.detach(), centre=centre.grad, neighbour=neighbour.grad,
+                params=[p.grad for p in params],
+                running=[t.clone() for n in norms for t in (n.running_mean, n.running_var)])
+
+
+def _synced_rank(rank, rows, layers, recompute, results):
+    half = rows // 2
+    out = _run_pair_embedding(torch.nn.SyncBatchNorm, rows, layers, recompute,
+                              slice(rank * half, (rank + 1) * half))
+    torch.save(out, results / f"rank{rank}.pt")
+
+
+@pytest.mark.parametrize("layers,recompute", [(3, True), (1, False)],
+                         ids=["all-layers-fused", "last-layer-fused"])
+def test_syncbn_pair_statistics_equal_one_process_on_the_whole_batch(tmp_path, layers, recompute):
+    """With SyncBatchNorm, two ranks' fused pair embedding computes what one process computes on
+    both ranks' points: same outputs and input gradients, parameter gradients that sum (as DDP
+    reduces them) to the whole batch's, and the same running statistics."""
+    rows = 40
+    spawn(_synced_rank, rows, layers, recompute, tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    whole = _run_pair_embedding(torch.nn.BatchNorm1d, rows, layers, recompute)
+    for key in ("pooled", "centre", "neighbour"):
+        torch.testing.assert_close(torch.cat([r[key] for r in ranks]), whole[key], rtol=1e-10, atol=1e-12)
+    for got0, got1, expected in zip(ranks[0]["params"], ranks[1]["params"], whole["params"]):
+        torch.testing.assert_close(got0 + got1, expected, rtol=1e-10, atol=1e-12)
+    for got0, got1, expected in zip(ranks[0]["running"], ranks[1]["running"], whole["running"]):
+        torch.testing.assert_close(got0, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got1, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_mmengine_syncbn_conversion_keeps_cp_modules_working():
+    """mmengine's sync_bn='torch' converts every BN, those inside CP modules included; outside a
+    process group the converted model computes exactly what the plain one does."""
+    import copy
+
+    from mmengine.model import convert_sync_batchnorm
+
+    from cp_plugin import CPModule
+    from test_cp_module import randomise_norms
+
+    torch.manual_seed(0)
+    plain = randomise_norms(CPModule(8, k=3, bottleneck_channels=6, mlp_channels=(4, 5))).train()
+    synced = convert_sync_batchnorm(copy.deepcopy(plain), "torch")
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 4
+    x = torch.randn(2, 8, 3, 4, 4)
+    outputs = []
+    for module in (plain, synced):
+        inputs = x.clone().requires_grad_(True)
+        out = module(inputs)
+        out.square().sum().backward()
+        outputs.append([out, inputs.grad, *(p.grad for p in module.parameters()), *module.buffers()])
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -103,8 +103,13 @@ def small_run(config, tmp_path):
 
 def test_cpnet_learns_where_the_control_cannot(tmp_path):
     # Chance is 25%, +-4.3 points (one standard deviation) on 100 videos. On this budget CPNet is
-    # still climbing (46% measured; 100% after the full demo's 8 epochs of 1000 videos).
+    # still climbing (62% measured; 100% after the full demo's 8 epochs of 1000 videos).
     cpnet = small_run("cpnet_toy.py", tmp_path / "cpnet")
     control = small_run("c2d_toy.py", tmp_path / "c2d")
     assert cpnet >= 0.40, cpnet
     assert control <= 0.33, control
+    # mmengine's mixed precision (bfloat16 autocast on the CPU) learns too: 50% measured. Mid-climb
+    # the two drift apart (rounding moves the steep part of the curve), so the band is checked
+    # here and the end point in `tools/toy_demo.py --models CPNet-AMP` (100%, as float32).
+    mixed = small_run("cpnet_toy_amp.py", tmp_path / "amp")
+    assert mixed >= 0.40, mixed

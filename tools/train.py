@@ -50,9 +50,10 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
-        if wrapper not in ("OptimWrapper", "AmpOptimWrapper"):
+        if wrapper not in ("OptimWrapper", "AmpOptimWrapper", "MixedPrecisionOptimWrapper"):
             raise ValueError(f"--amp needs optim_wrapper.type OptimWrapper, got {wrapper}")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        # AmpOptimWrapper itself where it runs; on the CPU its bfloat16 variant.
+        cfg.optim_wrapper.type = "MixedPrecisionOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None

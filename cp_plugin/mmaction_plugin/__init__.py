@@ -14,6 +14,7 @@ from mmcv.cnn import NonLocal3d  # noqa: E402
 
 from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
+from .amp import MixedPrecisionOptimWrapper, score_heads_in_float32
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
 from .distributed import use_cpu_distributed
 from .fused_nonlocal import FusedNonLocal3d
@@ -30,7 +31,8 @@ if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
 MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
 name_failing_samples()
+score_heads_in_float32()
 
-__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "RandomStateHook", "RankAgreementHook", "SampleLoadError",
+__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "MixedPrecisionOptimWrapper", "RandomStateHook", "RankAgreementHook", "SampleLoadError",
            "SixCrop", "use_cpu_distributed", "MovingSquareDataset", "ToyVideoNet",
            "ConvBNReLU3d", "block_specs", "register_block"]
