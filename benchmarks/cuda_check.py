@@ -1,9 +1,15 @@
-"""CUDA check: CPModule (every path) against the reference, and the search against brute force.
+"""CUDA check: CPModule (every path) against the reference, the search against brute force,
+CP under float16 and bfloat16 autocast, and SyncBatchNorm across two ranks.
 
 Run on a GPU machine (``python -m benchmarks.cuda_check``) before ``python -m benchmarks
---device cuda``; exits non-zero on a mismatch. The CPU tests cover the same ground on the CPU.
+--device cuda``; exits non-zero on a failure. The CPU tests cover the same ground on the CPU,
+except SyncBatchNorm's own layers, which torch runs on accelerators only.
 """
+import copy
+import os
+import socket
 import sys
+import tempfile
 
 import torch
 from torch import nn
@@ -55,6 +61,85 @@ def search_is_exact(device: torch.device) -> bool:
                           distances.topk(8, largest=False).values, rtol=1e-5)
 
 
+def autocast_is_sound(cfg: dict, dtype: torch.dtype, device: torch.device) -> bool:
+    """Finite outputs and gradients under autocast, within 10% of float32's output."""
+    torch.manual_seed(0)
+    module = CPModule(**cfg).to(device).train()
+    nn.init.ones_(module.out_norm.weight)  # so that the output depends on the CP branch
+    x = torch.randn(2, cfg["in_channels"], 3, 6, 5, device=device, requires_grad=True)
+    with torch.autocast(device.type, dtype=dtype):
+        out = module(x)
+    out.float().square().mean().backward()
+    grads = [x.grad] + [p.grad for p in module.parameters()]
+    reference = module(x.detach())
+    return (bool(torch.isfinite(out).all()) and all(bool(torch.isfinite(g).all()) for g in grads)
+            and float((out.float() - reference).abs().max()) < 0.1 * float(reference.abs().max()))
+
+
+def search_under_autocast_is_exact(dtype: torch.dtype, device: torch.device) -> bool:
+    points = torch.randn(2, 4 * 196, 256, device=device)
+    with torch.autocast(device.type, dtype=dtype):
+        indices = other_frame_knn(points, 4, 8)
+    distances = torch.cdist(points.double(), points.double()).pow(2)
+    frame = torch.arange(points.shape[1], device=device) // 196
+    distances = distances.masked_fill(frame[:, None] == frame[None], float("inf"))
+    chosen = distances.gather(2, indices).sort(-1).values
+    true = distances.topk(8, largest=False).values
+    return bool(((chosen - true).abs() <= 4 * torch.finfo(torch.float32).eps * true[..., -1:]).all())
+
+
+SYNC_CFG = dict(in_channels=12, k=4, bottleneck_channels=8, mlp_channels=(16, 8, 10))
+
+
+def _sync_step(module, x, weight):
+    x = x.clone().requires_grad_()
+    out = module(x)
+    (out * weight).sum().backward()
+    return dict(out=out.detach(), x=x.grad, params=[p.grad for p in module.parameters()],
+                buffers=[b.clone() for b in module.buffers() if b.is_floating_point()])
+
+
+def _sync_problem(device):
+    torch.manual_seed(0)
+    module = CPModule(**SYNC_CFG)
+    nn.init.uniform_(module.out_norm.weight, 0.5, 1.5)
+    x = torch.randn(4, 12, 3, 6, 5, dtype=torch.float64)
+    weight = torch.randn(4, 12, 3, 6, 5, dtype=torch.float64)
+    return module.double().to(device).train(), x.to(device), weight.to(device)
+
+
+def _sync_rank(rank, port, folder):
+    """One of two ranks sharing the GPU: half of the batch through a SyncBatchNorm model."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                                         rank=rank, world_size=2)
+    device = torch.device("cuda")
+    module, x, weight = _sync_problem(device)
+    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    part = slice(2 * rank, 2 * rank + 2)
+    result = _sync_step(module, x[part], weight[part])
+    torch.save({k: v if isinstance(v, torch.Tensor) else [t.cpu() for t in v]
+                for k, v in result.items()}, os.path.join(folder, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def syncbn_difference(device: torch.device) -> float:
+    """Largest difference between two SyncBN ranks and one process on the whole batch."""
+    with tempfile.TemporaryDirectory() as folder, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        torch.multiprocessing.spawn(_sync_rank, args=(port, folder), nprocs=2)
+        ranks = [torch.load(os.path.join(folder, f"rank{r}.pt")) for r in range(2)]
+    module, x, weight = _sync_problem(device)
+    whole = _sync_step(copy.deepcopy(module), x, weight)
+    pairs = [(torch.cat([ranks[0][k].to(device), ranks[1][k].to(device)]), whole[k])
+             for k in ("out", "x")]
+    pairs += [(a.to(device) + b.to(device), c)
+              for a, b, c in zip(ranks[0]["params"], ranks[1]["params"], whole["params"])]
+    pairs += [(a.to(device), c) for r in ranks for a, c in zip(r["buffers"], whole["buffers"])]
+    return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in pairs)
+
+
 def main() -> int:
     device = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(device), flush=True)
@@ -68,6 +153,18 @@ def main() -> int:
     exact = search_is_exact(device)
     failures += not exact
     print("neighbour search exact on cuda:", exact, flush=True)
+    for dtype in (torch.float16, torch.bfloat16):
+        for cfg in CONFIGS:
+            sound = autocast_is_sound(cfg, dtype, device)
+            failures += not sound
+            print(f"autocast {dtype} {cfg}: {'ok' if sound else 'FAIL'}", flush=True)
+        exact = search_under_autocast_is_exact(dtype, device)
+        failures += not exact
+        print(f"search under {dtype} autocast exact to float32 rounding: {exact}", flush=True)
+    worst = syncbn_difference(device)
+    failures += worst >= 1e-9
+    print(f"SyncBatchNorm, 2 ranks (gloo) on one GPU vs one process, float64: worst relative "
+          f"difference {worst:.2e} {'ok' if worst < 1e-9 else 'FAIL'}", flush=True)
     return failures
 
 

@@ -29,3 +29,13 @@ def test_alternating_medians_runs_both_in_turn():
                                          repeats=3, warmup=1)
     assert calls == ["o", "b"] * 4
     assert ours >= 0 and baseline >= 0
+
+
+def test_cuda_checks_autocast_parts_pass_on_the_cpu():
+    """The GPU check script's autocast checks, run where this suite runs (the CPU)."""
+    from benchmarks import cuda_check
+
+    cpu = torch.device("cpu")
+    for dtype in (torch.bfloat16, torch.float16):
+        assert cuda_check.search_under_autocast_is_exact(dtype, cpu)
+        assert all(cuda_check.autocast_is_sound(cfg, dtype, cpu) for cfg in cuda_check.CONFIGS)

@@ -108,3 +108,11 @@ def test_same_seed_gives_bitwise_equal_results(clip, checkpoint_pairs):
 
     first, second = run(), run()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_readme_quotes_these_counts():
+    import os
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    assert f"{EXAMPLES} random examples per property" in readme
+    assert f"{EXAMPLES // 3} examples check that two runs with the same seed" in readme
