@@ -23,9 +23,6 @@ def test_finite_outputs_and_gradients_under_autocast(cfg, dtype):
     assert x.grad.abs().sum() > 0
     for name, param in module.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
-    # Close to the float32 result, within what the low-precision matmuls allow.
-    reference = module(x.detach())
-    assert (out.float() - reference).abs().max() < 0.1 * reference.abs().max()
 
 
 @pytest.mark.parametrize("dtype", AUTOCAST_DTYPES, ids=str)
