@@ -1,6 +1,5 @@
 """A training run killed hard (SIGKILL) resumes and ends exactly where an uninterrupted run does."""
 import math
-import os
 import signal
 import subprocess
 import sys

@@ -33,6 +33,7 @@ MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
 name_failing_samples()
 score_heads_in_float32()
 
-__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "MixedPrecisionOptimWrapper", "RandomStateHook", "RankAgreementHook", "SampleLoadError",
-           "SixCrop", "use_cpu_distributed", "MovingSquareDataset", "ToyVideoNet",
-           "ConvBNReLU3d", "block_specs", "register_block"]
+__all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "MixedPrecisionOptimWrapper",
+           "RandomStateHook", "RankAgreementHook", "SampleLoadError", "SixCrop",
+           "MovingSquareDataset", "ToyVideoNet", "ConvBNReLU3d", "block_specs", "register_block",
+           "use_cpu_distributed"]

@@ -23,6 +23,7 @@ def use_cpu_distributed(cfg: Config) -> bool:
     cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
     wrapper = cfg.get("model_wrapper_cfg") or dict(type="MMDistributedDataParallel",
                                                    broadcast_buffers=False)
-    wrapper["device_ids"] = None
+    if wrapper.get("type", "MMDistributedDataParallel") == "MMDistributedDataParallel":
+        wrapper["device_ids"] = None
     cfg.model_wrapper_cfg = wrapper
     return True

@@ -60,8 +60,9 @@ class RandomStateHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get("random_states")
         if states is None:
-            print_log("RandomStateHook: the checkpoint holds no random states; the resumed run's "
-                      "random draws will differ from the uninterrupted run's", "current", logging.WARNING)
+            print_log("RandomStateHook: the checkpoint holds no random states; the resumed "
+                      "run's random draws will differ from the uninterrupted run's", "current",
+                      logging.WARNING)
             return
         if is_distributed() and runner._randomness_cfg.get("diff_rank_seed", False):
             print_log("RandomStateHook: diff_rank_seed=True, random states not restored",
