@@ -13,7 +13,7 @@ from torch import nn
 from .cp_module import CPModule, frame_coordinates
 from .validation import check_points
 
-__all__ = ["other_frame_knn", "ReferenceCPModule"]
+__all__ = ["other_frame_knn", "pair_embeddings", "ReferenceCPModule"]
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
@@ -32,21 +32,31 @@ def batch_norm_last(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
+def pair_embeddings(module: CPModule, points: torch.Tensor, size, neighbours: torch.Tensor
+                    ) -> torch.Tensor:
+    """The MLP's output for every (point, proposal) pair: (N, P, k, C_last).
+
+    ``points`` (N, P, C') and ``size`` (T, H', W') as ``module._search_points`` returns them,
+    ``neighbours`` (N, P, k) from the search.
+    """
+    n, num_points, channels = points.shape
+    k = neighbours.shape[-1]
+    coords = frame_coordinates(*size, device=points.device, dtype=points.dtype)
+    batch = torch.arange(n, device=points.device)[:, None, None]
+    centre = points[:, :, None, :].expand(n, num_points, k, channels)
+    neighbour = points[batch, neighbours]
+    offset = coords[neighbours] - coords[:, None, :]
+    pairs = torch.cat([offset, centre, neighbour], dim=-1)  # (N, P, k, 3 + 2C')
+    for linear, norm, act in module.mlp:
+        pairs = act(batch_norm_last(norm, linear(pairs)))
+    return pairs
+
+
 class ReferenceCPModule(CPModule):
     """:class:`CPModule` with the plain forward: same parameters, so state dicts are interchangeable."""
 
     def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
         points, size = self._search_points(video)
-        n, num_points, channels = points.shape
         neighbours = other_frame_knn(points, size[0], self.k)  # (N, P, k)
-
-        coords = frame_coordinates(*size, device=points.device, dtype=points.dtype)
-        batch = torch.arange(n, device=points.device)[:, None, None]
-        centre = points[:, :, None, :].expand(n, num_points, self.k, channels)
-        neighbour = points[batch, neighbours]
-        offset = coords[neighbours] - coords[:, None, :]
-        pairs = torch.cat([offset, centre, neighbour], dim=-1)  # (N, P, k, 3 + 2C')
-
-        for linear, norm, act in self.mlp:
-            pairs = act(batch_norm_last(norm, linear(pairs)))
-        return self._output(pairs.amax(dim=2), size, video)
+        pooled = pair_embeddings(self, points, size, neighbours).amax(dim=2)
+        return self._output(pooled, size, video)

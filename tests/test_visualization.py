@@ -1,0 +1,137 @@
+"""tools/visualize_proposals.py: the A(i0) sets it draws, against a brute-force computation."""
+import os
+
+import matplotlib.image
+import pytest
+import torch
+from mmengine.config import Config
+
+from cp_plugin import CPModule
+from cp_plugin.cp_module import frame_coordinates
+from shrink import shrink_config
+from tools import visualize_proposals as tool
+
+REPO = os.path.join(os.path.dirname(__file__), "..")
+TOY_CPNET = os.path.join(REPO, "mmaction_configs", "toy", "cpnet_toy.py")
+CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
+
+
+def brute_force(module: CPModule, video: torch.Tensor, query: int, proposals):
+    """For one point of clip 0: the k smallest other-frame distances, those of ``proposals``,
+    and which proposals are in A(i0), pair by pair from the module's layers."""
+    module.eval()
+    with torch.no_grad():
+        points, grid = module._search_points(video[:1])
+        f = points[0]
+        coords = frame_coordinates(*grid)
+        frame = torch.arange(f.shape[0]) // (grid[1] * grid[2])
+        distances = (f - f[query]).pow(2).sum(-1).double()
+        distances[frame == frame[query]] = float("inf")
+        smallest = distances.topk(module.k, largest=False).values
+        embedded = []
+        for j in proposals:
+            x = torch.cat([coords[j] - coords[query], f[query], f[j]])[None]
+            for linear, norm, act in module.mlp:
+                x = act(norm(linear(x)))
+            embedded.append(x[0])
+        embedded = torch.stack(embedded)  # (k, C_last)
+        best = embedded.max(0).values
+        kept = [bool(((row == best) & (best > 0)).any()) for row in embedded]
+    return smallest, distances[proposals].sort().values, kept
+
+
+def checkpoint_of(cfg, path, seed=0):
+    """A checkpoint of ``cfg``'s model whose CP modules change the features (output BN != 0)."""
+    model, _ = tool.load_mmaction_model(cfg, None)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "out_norm.weight" in name:
+                param.uniform_(0.5, 1.5)
+    torch.save({"state_dict": model.state_dict()}, path)
+    return str(path)
+
+
+def check_drawing(result, model, run, png, discarded=True):
+    """A(i0) and the proposals equal the brute force; the PNG holds frames, red arrows and
+    (with ``discarded``) blue ones."""
+    module = dict(model.named_modules())[result["module"]]
+    video = tool.capture_input(module, run)
+    grid = result["grid"]
+    for query, proposals, kept in zip(result["queries"], result["proposals"], result["kept"]):
+        t, h, w = query
+        as_index = [(pt * grid[1] + ph) * grid[2] + pw for pt, ph, pw in proposals]
+        smallest, chosen, expected_kept = brute_force(module, video, (t * grid[1] + h) * grid[2] + w,
+                                                      as_index)
+        # The k nearest (by distance: equal distances may be broken either way), other frames.
+        torch.testing.assert_close(chosen, smallest, rtol=1e-5, atol=1e-6)
+        assert kept == expected_kept
+    assert any(any(k) for k in result["kept"])  # something red
+    assert discarded != all(all(k) for k in result["kept"])  # something blue, if expected
+    image = matplotlib.image.imread(png)[..., :3]
+    assert image.shape[0] > 300 and image.std() > 0.05
+    red = (image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
+    blue = (image[..., 2] > 0.8) & (image[..., 0] < 0.3)
+    assert red.sum() > 20 and (blue.sum() > 20) == discarded
+
+
+def test_toy_cpnet_checkpoint(tmp_path):
+    cfg = Config.fromfile(TOY_CPNET)
+    checkpoint = checkpoint_of(cfg, tmp_path / "toy.pth")
+    png = str(tmp_path / "toy.png")
+    result = tool.main([TOY_CPNET, checkpoint, "--toy-index", "3", "--out", png,
+                        "--num-queries", "4"])
+    assert result["module"] == "backbone.layers.1" and len(result["queries"]) == 4
+    model, cfg = tool.load_mmaction_model(TOY_CPNET, checkpoint)
+    run, _ = tool.mmaction_sample(model, cfg, toy_index=3)
+    check_drawing(result, model, run, png)
+
+
+def test_mmaction_cpnet_r18_on_a_generated_video(tmp_path, video_data, rawframe_data,
+                                                 imagenet_checkpoint):
+    cfg = shrink_config(Config.fromfile(CPNET_R18), tmp_path / "work", video_data, rawframe_data,
+                        imagenet_checkpoint)
+    config = tmp_path / "cpnet_r18.py"
+    cfg.dump(str(config))
+    checkpoint = checkpoint_of(cfg, tmp_path / "r18.pth")
+    png = str(tmp_path / "r18.png")
+    module = "backbone.backbone.layer2.0.relu.module"  # res3: x2 shrink before the search
+    result = tool.main([str(config), checkpoint, "--video", str(video_data / "clip_1.mp4"),
+                        "--module", module, "--query", "3", "1", "2", "--query", "0", "0", "0",
+                        "--out", png])
+    assert result["queries"] == [(3, 1, 2), (0, 0, 0)]
+    model, cfg = tool.load_mmaction_model(str(config), checkpoint)
+    run, _ = tool.mmaction_sample(model, cfg, video=str(video_data / "clip_1.mp4"))
+    check_drawing(result, model, run, png)
+
+
+def test_bad_requests(tmp_path):
+    cfg = Config.fromfile(TOY_CPNET)
+    model, cfg = tool.load_mmaction_model(cfg, None)
+    run, frames = tool.mmaction_sample(model, cfg, toy_index=0)
+    with pytest.raises(ValueError, match=r"no CP module named 'layer9'; this model's are: backbone.layers.1"):
+        tool.visualize_proposals(model, run, frames, str(tmp_path / "x.png"), module="layer9")
+    with pytest.raises(ValueError, match=r"query \(4, 0, 0\) is outside the search grid"):
+        tool.visualize_proposals(model, run, frames, str(tmp_path / "x.png"), queries=[(4, 0, 0)])
+    with pytest.raises(FileNotFoundError, match="video 'missing.mp4' does not exist"):
+        tool.mmaction_sample(model, cfg, video="missing.mp4")
+
+
+def test_timm_cpnet_on_a_video_file(tmp_path, video_data):
+    import timm
+
+    import timm_adapters  # noqa: F401  (registers the cpnet_* names)
+
+    torch.manual_seed(0)
+    model = timm.create_model("cpnet_resnet18")
+    checkpoint = tmp_path / "timm.pth"
+    torch.save(model.state_dict(), checkpoint)
+    png = str(tmp_path / "timm.png")
+    video = str(video_data / "clip_2.mp4")
+    result = tool.main(["--timm-model", "cpnet_resnet18", "--timm-checkpoint", str(checkpoint),
+                        "--video", video, "--num-frames", "4", "--out", png])
+    assert result["module"].endswith("layer3.1.act2.module") and result["grid"] == (4, 14, 14)
+    model.load_state_dict(torch.load(checkpoint))
+    run, _ = tool.timm_sample(model.eval(), video, 4)
+    # Untrained, each of the 8 proposals wins some of the 128 channels: nothing is discarded.
+    check_drawing(result, model, run, png, discarded=False)
