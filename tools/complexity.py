@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import re
-import sys
 from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), ".."))
-import cp_plugin  # noqa: E402,F401  (repairs the mmaction2 install, registers our modules)
-from cp_plugin import CPModule  # noqa: E402
-from cp_plugin.cost import cp_module_cost  # noqa: E402
+import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+from cp_plugin import CPModule
+from cp_plugin.cost import cp_module_cost
 
 MODEL_DIR = osp.join(osp.dirname(__file__), "..", "mmaction_configs", "_base_", "models")
 KINDS = ("C2D", "C2D+NL", "CPNet")

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), ".."))
-import cp_plugin  # noqa: E402,F401  (repairs the mmaction2 install, registers our modules)
-from cp_plugin import CPModule  # noqa: E402
-from cp_plugin.proposals import Proposals, inspect_proposals  # noqa: E402
+import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+from cp_plugin import CPModule
+from cp_plugin.proposals import Proposals, inspect_proposals
 
 KEPT_COLOUR, DISCARDED_COLOUR, QUERY_COLOUR = "red", "dodgerblue", "yellow"
 
@@ -48,7 +46,12 @@ def choose_module(model: nn.Module, name: Optional[str] = None) -> Tuple[str, CP
 def capture_input(module: nn.Module, run: Callable[[], object]) -> torch.Tensor:
     """The tensor ``module`` receives (its first call) while ``run()`` runs the model."""
     seen: List[torch.Tensor] = []
-    handle = module.register_forward_pre_hook(lambda _, args: seen.append(args[0]) if not seen else None)
+
+    def keep_first(_, args):
+        if not seen:
+            seen.append(args[0])
+
+    handle = module.register_forward_pre_hook(keep_first)
     try:
         with torch.no_grad():
             run()
@@ -218,8 +221,9 @@ def timm_sample(model: nn.Module, video: str, num_frames: int = 8
     clip = F.interpolate(frames.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False)
     mean = torch.tensor(data_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(data_cfg["std"]).view(1, 3, 1, 1)
+    shown = clip.permute(0, 2, 3, 1)  # the resized frames, (T, H, W, 3) in 0..1
     clip = ((clip - mean) / std).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
-    return lambda: model(clip), clip[0].permute(1, 2, 3, 0) * std.view(1, 1, 1, 3) + mean.view(1, 1, 1, 3)
+    return lambda: model(clip), shown
 
 
 def main(argv=None) -> dict:
