@@ -46,7 +46,9 @@ class RandomStateHook(Hook):
 
     Exact for epoch-based loops and ``diff_rank_seed=False`` (every rank draws the same
     stream, that of rank 0 which writes the checkpoint). With ``diff_rank_seed=True`` the
-    states are not restored: ranks would otherwise share one stream.
+    states are not restored: ranks would otherwise share one stream. An iteration-based loop
+    resumed mid-epoch skips the batches already seen, drawing from the restored stream as it
+    does, so its later draws differ from the uninterrupted run's.
     """
 
     priority = "VERY_LOW"
