@@ -70,7 +70,7 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
 def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
     # Under autocast the inputs may be bfloat16 or float16: run in the parameters' dtype with
     # autocast off, as BN does, so that backward (where autocast is off) sees the same dtypes.
-    dtype = norms[-1].weight.dtype if norms[-1].weight is not None else torch.float32
+    dtype = norms[-1].weight.dtype
     with torch.autocast(neighbour.device.type, enabled=False):
         return _fused_in(None if centre is None else centre.to(dtype), neighbour.to(dtype), index,
                          weights, norms)

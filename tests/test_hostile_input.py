@@ -6,7 +6,7 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
-from test_cp_module import twin
+from test_cp_module import randomise_norms, twin
 from test_knn import assert_exact_knn
 
 
@@ -18,8 +18,8 @@ def run_forward_backward(module, x):
 
 
 def randomised_module(channels=8, k=3, seed=0):
-    module, _ = twin(dict(in_channels=channels, k=k), seed)
-    return module.train()
+    torch.manual_seed(seed)
+    return randomise_norms(CPModule(channels, k=k), seed).train()
 
 
 @pytest.mark.parametrize("value", [0.0, 7.5], ids=["zeros", "constant"])
