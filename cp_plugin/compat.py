@@ -1,13 +1,16 @@
 """Repairs for the mmaction2 1.2.0 / mmengine 0.10.7 stack on current PyTorch.
 
 Applied by ``import cp_plugin`` (so ``custom_imports=dict(imports=['cp_plugin'])`` in a config
-runs it before mmaction2 builds anything); each repair is skipped when its package is missing.
-
-1. ``mmaction.models.localizers.drn`` is missing from the mmaction2 1.2.0 wheel, which breaks
+runs it before mmaction2 builds anything); it is skipped when mmaction2 is missing:
+``mmaction.models.localizers.drn`` is missing from the mmaction2 1.2.0 wheel, which breaks
    ``import mmaction.models``. A placeholder module takes its place.
-2. torch >= 2.6 loads checkpoints with ``weights_only=True``, and mmengine 0.10.7 checkpoints hold
-   its ``HistoryBuffer`` logging objects with numpy arrays inside. Exactly those classes are added
-   to torch's allow-list; the safety check itself stays on.
+
+Nothing else changes on import. torch >= 2.6 loads checkpoints with ``weights_only=True``, and
+mmengine 0.10.7 checkpoints hold its ``HistoryBuffer`` logging objects with numpy arrays inside:
+:func:`mmengine_checkpoint_globals` lists exactly those classes, and
+:func:`mmengine_checkpoints_allowed` allows them for the loads inside its ``with`` block only
+(``WeightsOnlyRunner`` wraps its checkpoint loads in it). torch's process-wide allow-list is never
+touched.
 """
 from __future__ import annotations
 
@@ -81,17 +84,17 @@ def mmengine_checkpoint_globals() -> list:
     ]
 
 
-def allow_mmengine_checkpoints() -> bool:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints; True if applied."""
-    if _package_dir("mmengine") is None:
-        return False
+def mmengine_checkpoints_allowed():
+    """Context manager: ``torch.load(weights_only=True)`` reads mmengine checkpoints inside it.
+
+    The allow-list is torch's own ``safe_globals`` context, restored on exit; outside it (and in
+    every load of anyone else's) torch refuses these classes as usual.
+    """
     import torch
 
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
-    return True
+    return torch.serialization.safe_globals(mmengine_checkpoint_globals())
 
 
 def apply() -> dict:
     """Apply every repair whose package is installed; return which were applied."""
-    return {"drn_placeholder": install_drn_placeholder(),
-            "mmengine_checkpoints": allow_mmengine_checkpoints()}
+    return {"drn_placeholder": install_drn_placeholder()}

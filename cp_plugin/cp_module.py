@@ -50,6 +50,9 @@ class CPModule(nn.Module):
             there instead: less memory, more time (see benchmarks/NOTES.md).
     """
 
+    #: Fewest frames a clip needs: the neighbours come from the *other* frames.
+    min_frames = 2
+
     def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
                  bottleneck_channels: Optional[int] = None, shrink: int = 1,
                  num_frames: Optional[int] = None, knn_chunk_size: Optional[int] = None,

@@ -11,11 +11,10 @@ from typing import Tuple
 
 import torch
 
-from .cp_module import CPModule
+from .cp_module import CPModule, frame_coordinates
 from .knn import other_frame_knn
-from .reference import pair_embeddings
 
-__all__ = ["Proposals", "inspect_proposals"]
+__all__ = ["Proposals", "inspect_proposals", "pair_embeddings"]
 
 
 @dataclass
@@ -43,12 +42,29 @@ class Proposals:
         return index // (height * width), index // width % height, index % width
 
 
+def pair_embeddings(module: CPModule, points: torch.Tensor, grid: Tuple[int, int, int],
+                    neighbours: torch.Tensor) -> torch.Tensor:
+    """The embedding MLP's output for every (point, proposal) pair, before the max: (N, P, k, C).
+
+    ``points`` (N, P, C') and ``grid`` (T, H', W') of the search, ``neighbours`` (N, P, k).
+    """
+    coords = frame_coordinates(*grid, device=points.device, dtype=points.dtype)
+    batch = torch.arange(points.shape[0], device=points.device)[:, None, None]
+    pairs = torch.cat([coords[neighbours] - coords[:, None, :],
+                       points[:, :, None, :].expand(-1, -1, neighbours.shape[-1], -1),
+                       points[batch, neighbours]], dim=-1)
+    for linear, norm, act in module.mlp:
+        out = linear(pairs)
+        pairs = act(norm(out.flatten(0, -2)).view(out.shape))
+    return pairs
+
+
 @torch.no_grad()
 def inspect_proposals(module: CPModule, video: torch.Tensor) -> Proposals:
     """Proposals, A(i) sets and feature change of ``module`` on ``video`` (N, C, T, H, W).
 
     The module is used as it is (call ``eval()`` first for a trained model's behaviour); the
-    pair embeddings come from the plain reference computation, not the fused fast path.
+    pair embeddings are computed pair by pair (:func:`pair_embeddings`), not by the fused path.
     """
     if not isinstance(module, CPModule):
         raise TypeError(f"module must be a CPModule, got {type(module).__name__}")

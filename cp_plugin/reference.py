@@ -1,19 +1,22 @@
 """Plain, obviously-correct CP maths: the oracle for tests and the baseline for benchmarks.
 
-Nothing here is optimised; it is CPNet as the authors' Python code writes it (a naive port): the
-neighbour search builds the full (P x P) score matrix ``2 q.p - |q|^2 - |p|^2`` with the own
-frame masked, and the MLP runs on the concatenated pair input [c_j - c_i, f_i, f_j].
-Use :class:`cp_plugin.CPModule` for real work.
+Written from the paper's equations and sharing no code with :class:`cp_plugin.CPModule`: every
+step is spelled out here the slow way (the full P x P score matrix with the own frame masked,
+the MLP on the concatenated pair input [c_j - c_i, f_i, f_j] for every pair, the max over k).
+Its parameters are named as CPModule's, so state dicts load into either. Use
+:class:`cp_plugin.CPModule` for real work.
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .cp_module import CPModule, frame_coordinates
 from .validation import check_points
 
-__all__ = ["other_frame_knn", "pair_embeddings", "ReferenceCPModule"]
+__all__ = ["other_frame_knn", "point_coordinates", "ReferenceCPModule"]
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
@@ -27,36 +30,68 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int) -> torch.Tens
         return scores.topk(k, dim=-1).indices  # largest score = smallest distance
 
 
-def batch_norm_last(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a BatchNorm1d to a channels-last tensor of any rank (statistics over all but the last dim)."""
-    return norm(x.reshape(-1, x.shape[-1])).view(x.shape)
+def point_coordinates(num_frames: int, height: int, width: int, dtype=torch.float32,
+                      device=None) -> torch.Tensor:
+    """(T*H*W, 3): point p = (t*H + h)*W + w sits at (t/T, h/H, w/W) (the paper's locations)."""
+    rows = [(t / num_frames, h / height, w / width)
+            for t in range(num_frames) for h in range(height) for w in range(width)]
+    return torch.tensor(rows, dtype=dtype, device=device)
 
 
-def pair_embeddings(module: CPModule, points: torch.Tensor, size, neighbours: torch.Tensor
-                    ) -> torch.Tensor:
-    """The MLP's output for every (point, proposal) pair: (N, P, k, C_last).
+def nearest_rows(size: int, new_size: int) -> list:
+    """Rows that nearest-neighbour resizing ``size`` -> ``new_size`` keeps: floor(i * size / new)."""
+    return [i * size // new_size for i in range(new_size)]
 
-    ``points`` (N, P, C') and ``size`` (T, H', W') as ``module._search_points`` returns them,
-    ``neighbours`` (N, P, k) from the search.
+
+class ReferenceCPModule(nn.Module):
+    """CP module, step by step: ``x + BN(W max_k MLP([c_j - c_i, f_i, f_j]))``.
+
+    Takes :class:`cp_plugin.CPModule`'s arguments; those that only choose how the fast path
+    computes (``knn_chunk_size``, ``checkpoint_pairs``, ``num_frames``) are accepted and ignored.
+    Input: clips (N, C, T, H, W) only.
     """
-    n, num_points, channels = points.shape
-    k = neighbours.shape[-1]
-    coords = frame_coordinates(*size, device=points.device, dtype=points.dtype)
-    batch = torch.arange(n, device=points.device)[:, None, None]
-    centre = points[:, :, None, :].expand(n, num_points, k, channels)
-    neighbour = points[batch, neighbours]
-    offset = coords[neighbours] - coords[:, None, :]
-    pairs = torch.cat([offset, centre, neighbour], dim=-1)  # (N, P, k, 3 + 2C')
-    for linear, norm, act in module.mlp:
-        pairs = act(batch_norm_last(norm, linear(pairs)))
-    return pairs
 
+    def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
+                 bottleneck_channels: Optional[int] = None, shrink: int = 1,
+                 **fast_path_options) -> None:
+        super().__init__()
+        self.k, self.shrink = k, shrink
+        searched = bottleneck_channels or in_channels
+        self.bottleneck = None if bottleneck_channels is None else nn.Sequential(
+            nn.Conv3d(in_channels, searched, 1, bias=False), nn.BatchNorm3d(searched))
+        widths = [3 + 2 * searched, *(mlp_channels or (max(1, searched // 4), max(1, searched // 2)))]
+        self.mlp = nn.ModuleList(
+            nn.Sequential(nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU())
+            for a, b in zip(widths[:-1], widths[1:]))
+        self.out_proj = nn.Linear(widths[-1], in_channels, bias=False)
+        self.out_norm = nn.BatchNorm1d(in_channels)
+        nn.init.zeros_(self.out_norm.weight)
 
-class ReferenceCPModule(CPModule):
-    """:class:`CPModule` with the plain forward: same parameters, so state dicts are interchangeable."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = x.shape
+        features = x if self.bottleneck is None else self.bottleneck(x)
+        if self.shrink > 1:  # nearest sampling: keep rows and columns floor(i * H / H')
+            small_h, small_w = h // self.shrink, w // self.shrink
+            features = features[:, :, :, nearest_rows(h, small_h)][..., nearest_rows(w, small_w)]
+        grid = features.shape[2:]
+        points = features.flatten(2).transpose(1, 2)  # (N, P, C'), frame-major
+        neighbours = other_frame_knn(points, t, self.k)  # (N, P, k)
 
-    def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
-        points, size = self._search_points(video)
-        neighbours = other_frame_knn(points, size[0], self.k)  # (N, P, k)
-        pooled = pair_embeddings(self, points, size, neighbours).amax(dim=2)
-        return self._output(pooled, size, video)
+        # Every pair (i, j): [c_j - c_i, f_i, f_j] through the MLP; BN statistics over all pairs.
+        coords = point_coordinates(*grid, dtype=x.dtype, device=x.device)
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        centre = points[:, :, None, :].expand(-1, -1, self.k, -1)
+        pairs = torch.cat([coords[neighbours] - coords[:, None, :], centre,
+                           points[batch, neighbours]], dim=-1)  # (N, P, k, 3 + 2C')
+        for linear, norm, relu in self.mlp:
+            out = linear(pairs)
+            pairs = relu(norm(out.reshape(-1, out.shape[-1])).view(out.shape))
+        pooled = pairs.amax(dim=2)  # (N, P, C_last): max over the k pairs
+
+        delta = self.out_norm(self.out_proj(pooled).reshape(-1, c)).view(n, *grid, c)
+        delta = delta.permute(0, 4, 1, 2, 3)  # (N, C, T, H', W')
+        if self.shrink > 1:  # back to H x W, each frame on its own (bilinear)
+            delta = F.interpolate(delta.transpose(1, 2).reshape(n * t, c, *grid[1:]), size=(h, w),
+                                  mode="bilinear", align_corners=False)
+            delta = delta.view(n, t, c, h, w).transpose(1, 2)
+        return x + delta

@@ -36,7 +36,7 @@ from cp_plugin.presets import CP_PRESETS, resolve_placement
 from .video import _ClipsAsFrames
 
 # timm's FX feature extraction (feature_cls='fx') must keep the site a leaf: its shape
-# arithmetic and the per-forward num_clips attribute cannot be frozen into a traced graph.
+# arithmetic and the per-call clip layout cannot be frozen into a traced graph.
 register_notrace_module(ActivationSite)
 register_notrace_module(CPModule)
 
@@ -226,8 +226,8 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
         UnsupportedBlockError: a named block cannot take CP (shared or missing final activation,
             pre-activation design, no residual add); the model is left unchanged.
 
-    The inserted modules see (N*T, C, H, W) frames and split them into clips using the
-    ``num_clips`` that :class:`timm_adapters.VideoModel` sets on every site before each forward.
+    The inserted modules see (N*T, C, H, W) frames and split them into clips using the layout
+    that :class:`timm_adapters.VideoModel` puts in scope for each of its forward calls.
     """
     if isinstance(model, _ClipsAsFrames):  # a VideoModel: insert into its image model
         model = model.backbone

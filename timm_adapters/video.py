@@ -1,9 +1,9 @@
 """Video wrappers running a timm image model per frame: :class:`VideoModel`, :class:`VideoFeatures`.
 
 A clip (N, C, T, H, W) becomes a clip-major batch of N*T frames for the 2D model; CP modules
-inside it get the number of clips from their insertion site's ``num_clips`` attribute. That is
-a plain module attribute, set before every forward and never reset: activation checkpointing
-re-runs the CP forward during backward and must still find it.
+inside it learn the clip layout of the call in progress from :func:`cp_plugin.insertion.clip_layout`,
+which holds it for that call only. With grad checkpointing, blocks (and the CP modules in them) are
+re-run in backward; the wrapper's outputs then carry the layout into backward for them.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from cp_plugin.insertion import set_num_clips
+from cp_plugin.insertion import ClipLayout, clip_layout, keep_layout_for_recompute
 from cp_plugin.layout import frames_to_video, video_to_frames
 from cp_plugin.state_dict import hide_backbone_in_state_dict
 
@@ -38,17 +38,21 @@ class _ClipsAsFrames(nn.Module):
         self.backbone = backbone
         hide_backbone_in_state_dict(self)  # plain timm checkpoints load into the wrapper
 
-    def _frames(self, x: torch.Tensor) -> Tuple[torch.Tensor, int]:
-        """Clips -> (clip-major frames, N), after telling every CP site N."""
+    def _run(self, function, x: torch.Tensor):
+        """``function`` (the image model or one of its methods) on the frames of clips ``x``;
+        returns its output and the layout, every CP site seeing that layout meanwhile."""
         if not isinstance(x, torch.Tensor) or x.dim() != 5:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
                 f"{type(self).__name__} takes clips x of shape (N, C, T, H, W), got {shape}; "
                 f"add a batch dim for one clip, or use cp_plugin.frames_to_video(x, T) on "
                 f"(N*T, C, H, W) frames.")
-        num_clips = x.shape[0]
-        set_num_clips(self.backbone, num_clips)
-        return video_to_frames(x), num_clips
+        layout = ClipLayout(num_clips=x.shape[0], input_frames=x.shape[2])
+        with clip_layout(self.backbone, layout):
+            out = function(video_to_frames(x))
+        if getattr(self.backbone, "grad_checkpointing", False) and not torch.compiler.is_compiling():
+            out = keep_layout_for_recompute(out, layout)
+        return out, layout
 
     @property
     def pretrained_cfg(self) -> dict:
@@ -100,9 +104,8 @@ class VideoModel(_ClipsAsFrames):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) clips -> (N, C', T, H', W') unpooled features."""
-        frames, num_clips = self._frames(x)
-        features = self.backbone.forward_features(frames)
-        return frames_to_video(features, features.shape[0] // num_clips)
+        features, layout = self._run(self.backbone.forward_features, x)
+        return frames_to_video(features, features.shape[0] // layout.num_clips)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C', T, H', W') features -> (N, num_classes) logits (or pooled features)."""
@@ -155,8 +158,7 @@ class VideoFeatures(_ClipsAsFrames):
     """
 
     def forward(self, x: torch.Tensor) -> Union[List[torch.Tensor], Dict[str, torch.Tensor]]:
-        frames, num_clips = self._frames(x)
-        out = self.backbone(frames)
+        out, layout = self._run(self.backbone, x)
         if isinstance(out, dict):
-            return {k: frames_to_video(v, v.shape[0] // num_clips) for k, v in out.items()}
-        return [frames_to_video(v, v.shape[0] // num_clips) for v in out]
+            return {k: frames_to_video(v, v.shape[0] // layout.num_clips) for k, v in out.items()}
+        return [frames_to_video(v, v.shape[0] // layout.num_clips) for v in out]

@@ -11,6 +11,7 @@ import time
 
 import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.loops import TestLoop
 
@@ -57,7 +58,7 @@ def train_and_evaluate(name: str, work_dir: str, seed: int, max_epochs=None,
     if steps is not None:
         for loader in (cfg.train_dataloader, cfg.val_dataloader):
             loader.dataset.generator_cfg = dict(min_step=steps[0], max_step=steps[1])
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)
     start = time.perf_counter()
     runner.train()
     seconds = time.perf_counter() - start

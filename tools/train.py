@@ -55,6 +55,9 @@ def merge_args(cfg: Config, args) -> Config:
         # AmpOptimWrapper itself where it runs; on the CPU its bfloat16 variant.
         cfg.optim_wrapper.type = "MixedPrecisionOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+        hooks = cfg.get("custom_hooks") or []
+        if not any(hook.get("type") == "Float32ScoresHook" for hook in hooks):
+            cfg.custom_hooks = [*hooks, dict(type="Float32ScoresHook")]
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

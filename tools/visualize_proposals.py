@@ -171,7 +171,8 @@ def load_mmaction_model(config, checkpoint: Optional[str]) -> Tuple[nn.Module, o
     if checkpoint is not None:
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
-        load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
+        with cp_plugin.compat.mmengine_checkpoints_allowed():  # a Runner checkpoint, too
+            load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
     return model.eval(), cfg
 
 

@@ -1,25 +1,23 @@
 """mmaction2 glue: registers cp_plugin's modules in mmaction2's registries.
 
+Registration only adds names to mmaction2's registries; no class or function of mmaction2,
+mmengine or torch is changed.
+
 Imported by ``import cp_plugin`` when mmaction2 is installed, so configs only need
 ``custom_imports = dict(imports=['cp_plugin'], allow_failed_imports=False)``.
 """
-import warnings
-
-# mmcv-lite lacks mmcv's compiled ops, and mmaction2's models warn about one of them when
-# imported (lazily, on the first registry lookup); no module used with cp_plugin needs them.
-warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
-
-from mmaction.registry import MODELS  # noqa: E402
-from mmcv.cnn import NonLocal3d  # noqa: E402
+from mmaction.registry import MODELS
+from mmcv.cnn import NonLocal3d
 
 from ..artnet import ARTNetResNet18, SMARTBlock
 from ..cp_module import CPModule
-from .amp import MixedPrecisionOptimWrapper, score_heads_in_float32
+from .amp import Float32ScoresHook, MixedPrecisionOptimWrapper
 from .backbones import CPBackbone, VideoBackbone, block_specs, register_block
 from .distributed import use_cpu_distributed
 from .fused_nonlocal import FusedNonLocal3d
 from .hooks import RandomStateHook, RankAgreementHook
-from .sample_errors import SampleLoadError, name_failing_samples
+from .runner import WeightsOnlyRunner
+from .sample_errors import NameReadFailures, SampleLoadError
 from .six_crop import SixCrop
 from .toy import ConvBNReLU3d, MovingSquareDataset, ToyVideoNet
 
@@ -30,10 +28,9 @@ MODELS.register_module("ARTNetResNet18", module=ARTNetResNet18)
 if "NonLocal3d" not in MODELS.module_dict:
     MODELS.register_module("NonLocal3d", module=NonLocal3d)
 MODELS.register_module("FusedNonLocal3d", module=FusedNonLocal3d)
-name_failing_samples()
-score_heads_in_float32()
 
 __all__ = ["CPBackbone", "VideoBackbone", "FusedNonLocal3d", "MixedPrecisionOptimWrapper",
-           "RandomStateHook", "RankAgreementHook", "SampleLoadError", "SixCrop",
+           "Float32ScoresHook", "RandomStateHook", "RankAgreementHook", "NameReadFailures",
+           "SampleLoadError", "SixCrop", "WeightsOnlyRunner",
            "MovingSquareDataset", "ToyVideoNet", "ConvBNReLU3d", "block_specs", "register_block",
            "use_cpu_distributed"]

@@ -1,12 +1,11 @@
 """Mixed-precision training through mmengine's AmpOptimWrapper, on the CPU as well as on a GPU."""
 from __future__ import annotations
 
-import functools
-
 import torch
-from mmaction.models.heads.base import BaseHead
-from mmaction.registry import OPTIM_WRAPPERS
+from mmaction.registry import HOOKS, OPTIM_WRAPPERS
 from mmengine.device import get_device
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 
@@ -35,19 +34,35 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
         self.loss_scaler = torch.amp.GradScaler("cpu", enabled=False)
 
 
-def score_heads_in_float32() -> None:
-    """mmaction2's heads compute their training accuracy through numpy, which has no bfloat16,
-    so a bfloat16 autocast step fails there; give ``loss_by_feat`` float32 scores (idempotent).
-    The loss is then computed in float32 too, as autocast does for cross-entropy anyway."""
-    original = BaseHead.loss_by_feat
-    if getattr(original, "_casts_bfloat16", False):
-        return
+@HOOKS.register_module()
+class Float32ScoresHook(Hook):
+    """Casts the classification head's bfloat16 scores to float32, for CPU mixed precision.
 
-    @functools.wraps(original)
-    def loss_by_feat(self, cls_scores, data_samples):
-        if isinstance(cls_scores, torch.Tensor) and cls_scores.dtype == torch.bfloat16:
-            cls_scores = cls_scores.float()
-        return original(self, cls_scores, data_samples)
+    mmaction2's heads compute their training accuracy through numpy, which has no bfloat16, so a
+    bfloat16 autocast step fails there. This hook adds a forward hook to the run's own
+    ``cls_head`` (no class of mmaction2's is changed) and removes it when the run ends; the loss
+    is then computed in float32 too, as autocast does for cross-entropy anyway. Our AMP configs
+    list it in ``custom_hooks``.
+    """
 
-    loss_by_feat._casts_bfloat16 = True
-    BaseHead.loss_by_feat = loss_by_feat
+    def __init__(self) -> None:
+        self._handle = None
+
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        head = getattr(model, "cls_head", None)
+        if head is None:
+            raise ValueError(f"Float32ScoresHook needs a model with a cls_head, got "
+                             f"{type(model).__name__}; remove the hook from custom_hooks")
+        self._handle = head.register_forward_hook(_scores_to_float32)
+
+    def after_run(self, runner) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def _scores_to_float32(module, args, output):
+    if isinstance(output, torch.Tensor) and output.dtype == torch.bfloat16:
+        return output.float()
+    return None

@@ -8,9 +8,9 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..insertion import (BlockSpec, insert_modules, insertion_sites, set_num_clips,
+from ..insertion import (BlockSpec, ClipLayout, clip_layout, insert_modules, insertion_sites,
                          sites_removed)
-from ..layout import frames_to_video, video_to_frames
+from ..layout import frames_to_video, split_frames, video_to_frames
 from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
 from ..state_dict import hide_backbone_in_state_dict
 
@@ -61,8 +61,13 @@ class VideoBackbone(BaseModule):
             or a preset name of the module's type; ``position`` ``'before_activation'`` (after
             the residual add) or ``'after_block'``. Each module is built with ``in_channels``
             set to its block's output channels.
-        num_segments: frames per clip for (N*T, C, H, W) inputs (Recognizer2D); defaults to the
-            inner backbone's ``num_segments``.
+        num_segments: frames per view for (N*T, C, H, W) inputs (Recognizer2D) in training;
+            defaults to the inner backbone's ``num_segments`` (TSM has one; TSN's ``ResNet``
+            does not: set it to the training pipeline's ``num_clips``).
+        test_num_segments: frames per view for (N*T, C, H, W) inputs in eval mode (validation
+            and test), when the test pipeline samples another number of segments than training
+            (stock TSN: 3 in training, 25 x TenCrop in test); defaults to ``num_segments``.
+            Validation then has to sample as many segments per view as the test.
         inserted_norm_eval: keep the inserted modules' BN layers in eval mode (frozen running
             statistics), as ``norm_eval`` does for the backbone's; for fine-tuning phases.
 
@@ -73,13 +78,14 @@ class VideoBackbone(BaseModule):
     """
 
     def __init__(self, backbone: dict, insertions: Sequence[dict] = (),
-                 num_segments: Optional[int] = None, inserted_norm_eval: bool = False,
-                 init_cfg=None) -> None:
+                 num_segments: Optional[int] = None, test_num_segments: Optional[int] = None,
+                 inserted_norm_eval: bool = False, init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.inserted_norm_eval = inserted_norm_eval
         self.backbone = MODELS.build(backbone)
         self.frame_input = takes_frames(self.backbone)
         self.num_segments = num_segments or getattr(self.backbone, "num_segments", None)
+        self.test_num_segments = test_num_segments or self.num_segments
         specs = block_specs()
         for index, insertion in enumerate(insertions):
             self._insert(dict(insertion), f"insertions[{index}]", specs)
@@ -110,7 +116,11 @@ class VideoBackbone(BaseModule):
             return getattr(self._modules["backbone"], name)
 
     def get(self, name: str, default=None):
-        """Recognizer2D's ``max_testing_views`` asks its backbone ``.get('num_segments')``."""
+        """Recognizer2D's ``max_testing_views`` (a test setting) asks its backbone
+        ``.get('num_segments')`` for the frames per view: in eval mode that is
+        ``test_num_segments``."""
+        if name == "num_segments" and not self.training:
+            name = "test_num_segments"
         return getattr(self, name, default)
 
     def init_weights(self) -> None:
@@ -124,12 +134,16 @@ class VideoBackbone(BaseModule):
         self._is_init = True
 
     def train(self, mode: bool = True) -> "VideoBackbone":
-        """Train as the inner backbone does (norm_eval, partial_bn, frozen_stages), except that
-        inserted modules follow ``mode`` (and ``inserted_norm_eval``) and stay trainable."""
-        super().train(mode)
+        """Train as the inner backbone does (norm_eval, partial_bn, frozen_stages); the inserted
+        modules, taken out meanwhile, follow ``mode`` (and ``inserted_norm_eval``) only.
+
+        ``requires_grad`` is never touched here: inserted modules stay as trainable as their
+        user left them, whatever the backbone's ``frozen_stages`` freezes.
+        """
+        with sites_removed(self.backbone):
+            super().train(mode)
         for site in insertion_sites(self):
-            site.module.train(mode)
-            site.module.requires_grad_(True)
+            site.train(mode)
             if mode and self.inserted_norm_eval:
                 for module in site.module.modules():
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -137,27 +151,28 @@ class VideoBackbone(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple]:
-        clips_to_frames = x.dim() == 5 and self.frame_input
         if x.dim() == 5:
-            num_clips = x.shape[0]
+            layout = ClipLayout(num_clips=x.shape[0], input_frames=x.shape[2])
         elif x.dim() == 4:
-            if not self.num_segments:
+            key = "num_segments" if self.training else "test_num_segments"
+            segments = getattr(self, key)
+            if not segments:
                 raise ValueError(
-                    f"{type(self).__name__} got frames (N*T, C, H, W) but no num_segments; set "
-                    f"num_segments=T in its config or feed clips (N, C, T, H, W) via Recognizer3D")
-            if x.shape[0] % self.num_segments:
-                raise ValueError(f"a batch of {x.shape[0]} frames does not divide into clips of "
-                                 f"num_segments={self.num_segments}")
-            num_clips = x.shape[0] // self.num_segments
+                    f"{type(self).__name__} got frames (N*T, C, H, W) but no {key}; set {key}=T "
+                    f"(frames per view) in its config or feed clips (N, C, T, H, W) via "
+                    f"Recognizer3D")
+            split_frames(x.shape[0], num_frames=segments, num_frames_name=key)
+            layout = ClipLayout(num_clips=x.shape[0] // segments, input_frames=segments)
         else:
             raise ValueError(f"input must be (N, C, T, H, W) or (N*T, C, H, W), got {tuple(x.shape)}")
-        set_num_clips(self, num_clips)
+        clips_to_frames = x.dim() == 5 and self.frame_input
+        with clip_layout(self.backbone, layout):
+            out = self.backbone(video_to_frames(x) if clips_to_frames else x)
         if not clips_to_frames:
-            return self.backbone(x)
-        out = self.backbone(video_to_frames(x))
+            return out
         if isinstance(out, tuple):
-            return tuple(frames_to_video(o, o.shape[0] // num_clips) for o in out)
-        return frames_to_video(out, out.shape[0] // num_clips)
+            return tuple(frames_to_video(o, o.shape[0] // layout.num_clips) for o in out)
+        return frames_to_video(out, out.shape[0] // layout.num_clips)
 
 
 @MODELS.register_module()

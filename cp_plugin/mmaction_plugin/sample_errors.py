@@ -1,51 +1,68 @@
-"""Errors while loading a sample name the file: mmaction2's decoders often do not.
+"""``NameReadFailures``: a pipeline step whose reading and decoding errors name the file.
 
 A truncated or corrupted video makes decord raise ``Error reading 17278 bytes...`` with no file
-name, and a run over a million clips then stops without saying which one. Importing this module
-wraps mmaction2's dataset sample loading so that any failure is re-raised as
-:class:`SampleLoadError` naming the dataset, the index and the file, the original chained.
+name, and a run over a million clips then stops without saying which one. Wrap a pipeline's
+reading steps (``DecordInit``, ``DecordDecode``, ``RawFrameDecode`` ...) in this transform, one
+step each so that the pipeline keeps its length and indices, as our shipped configs do, and a failure there is re-raised as :class:`SampleLoadError` naming the
+sample's index and file, with the original exception chained. Errors that are not about reading
+(a wrong key, a bad argument in a config) pass through unchanged, and nothing outside the
+wrapped steps is touched.
 """
 from __future__ import annotations
 
-import functools
-
-from mmaction.datasets import BaseActionDataset
+from mmaction.registry import TRANSFORMS
+from mmcv.transforms import BaseTransform
 
 #: Keys under which mmaction2's datasets keep a sample's file or folder, in order of preference.
 _SOURCE_KEYS = ("filename", "frame_dir", "audio_path", "img_path")
 
 
-class SampleLoadError(RuntimeError):
-    """A dataset sample could not be loaded; the message names its file."""
-
-
-def _describe(dataset, idx) -> str:
-    try:
-        info = dataset.get_data_info(idx)
-    except Exception:  # the index itself is bad: say so rather than hide the first error
-        return f"sample {idx} of {type(dataset).__name__}"
-    source = next((info[key] for key in _SOURCE_KEYS if key in info), None)
-    return f"sample {idx} of {type(dataset).__name__} ({source or 'no file recorded'})"
-
-
-def _naming_failures(prepare_data):
-    @functools.wraps(prepare_data)
-    def wrapper(self, idx):
+def _read_errors() -> tuple:
+    """What readers and decoders raise for a missing, short or damaged file."""
+    errors = [OSError, EOFError, RuntimeError]
+    for module, name in (("decord._ffi.base", "DECORDError"), ("cv2", "error")):
         try:
-            return prepare_data(self, idx)
-        except SampleLoadError:
-            raise
-        except Exception as error:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+READ_ERRORS = _read_errors()
+
+
+class SampleLoadError(RuntimeError):
+    """A dataset sample could not be read or decoded; the message names its file."""
+
+
+@TRANSFORMS.register_module()
+class NameReadFailures(BaseTransform):
+    """Runs ``transform`` (a reading or decoding step); its read errors name the sample.
+
+    Args:
+        transform: the step's config, e.g. ``dict(type='DecordDecode')``.
+
+    Examples::
+
+        >>> train_pipeline = [
+        ...     dict(type='NameReadFailures', transform=dict(type='DecordInit')),
+        ...     dict(type='SampleFrames', clip_len=8, frame_interval=4, num_clips=1),
+        ...     dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
+        ...     dict(type='Resize', scale=(-1, 256)), ...]
+    """
+
+    def __init__(self, transform: dict) -> None:
+        self.step = TRANSFORMS.build(transform)
+
+    def transform(self, results: dict) -> dict:
+        try:
+            return self.step(results)
+        except READ_ERRORS as error:
+            source = next((results[key] for key in _SOURCE_KEYS if key in results), None)
             raise SampleLoadError(
-                f"could not load {_describe(self, idx)}: {type(error).__name__}: {error}. "
-                f"Check or re-encode this file, or remove it from the annotation file."
-            ) from error
+                f"could not read sample {results.get('sample_idx', '?')} "
+                f"({source or 'no file recorded'}): {type(error).__name__}: {error}. Check or "
+                f"re-encode this file, or remove it from the annotation file.") from error
 
-    wrapper._names_failures = True
-    return wrapper
-
-
-def name_failing_samples() -> None:
-    """Wrap ``BaseActionDataset.prepare_data`` (idempotent)."""
-    if not getattr(BaseActionDataset.prepare_data, "_names_failures", False):
-        BaseActionDataset.prepare_data = _naming_failures(BaseActionDataset.prepare_data)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(transform={self.step!r})"

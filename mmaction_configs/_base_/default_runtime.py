@@ -2,6 +2,9 @@
 # and repairs the mmaction2 1.2.0 / mmengine 0.10.7 install, see cp_plugin.compat).
 custom_imports = dict(imports=['cp_plugin'], allow_failed_imports=False)
 default_scope = 'mmaction'
+# mmengine's Runner whose checkpoint loads (resume, load_from, test) accept mmengine's own
+# logging classes under torch's weights_only check, for those loads only.
+runner_type = 'mmaction.WeightsOnlyRunner'
 
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),

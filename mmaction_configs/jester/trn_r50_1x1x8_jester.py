@@ -7,10 +7,11 @@ dataset_type = 'RawframeDataset'
 data_root = 'data/jester/rawframes'
 ann_file_train = 'data/jester/jester_train_list_rawframes.txt'
 ann_file_val = 'data/jester/jester_val_list_rawframes.txt'
-train_pipeline = (_base_.train_pipeline[1:2] + [dict(type='RawFrameDecode')]
+read_raw_frames = dict(type='NameReadFailures', transform=dict(type='RawFrameDecode'))
+train_pipeline = (_base_.train_pipeline[1:2] + [read_raw_frames]
                   + _base_.train_pipeline[3:6] + _base_.train_pipeline[7:])
-val_pipeline = _base_.val_pipeline[1:2] + [dict(type='RawFrameDecode')] + _base_.val_pipeline[3:]
-test_pipeline = _base_.test_pipeline[1:2] + [dict(type='RawFrameDecode')] + _base_.test_pipeline[3:]
+val_pipeline = _base_.val_pipeline[1:2] + [read_raw_frames] + _base_.val_pipeline[3:]
+test_pipeline = _base_.test_pipeline[1:2] + [read_raw_frames] + _base_.test_pipeline[3:]
 train_dataloader = dict(dataset=dict(
     type=dataset_type, ann_file=ann_file_train, data_prefix=dict(img=data_root),
     filename_tmpl='{:05}.jpg', pipeline=train_pipeline))

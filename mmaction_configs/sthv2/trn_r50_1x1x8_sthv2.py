@@ -8,9 +8,9 @@ _base_ = [
 ]
 flip_label_map = _base_.flip_label_map
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='MultiScaleCrop', input_size=224, scales=(1, 0.875, 0.75, 0.66),
          random_crop=False, max_wh_scale_gap=1, num_fixed_crops=13),
@@ -20,19 +20,19 @@ train_pipeline = [
     dict(type='PackActionInputs')
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='PackActionInputs')
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8, twice_sample=True,
          test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='ThreeCrop', crop_size=256),
     dict(type='FormatShape', input_format='NCHW'),

@@ -10,7 +10,7 @@ ann_file_val = 'data/jester/jester_val_list_rawframes.txt'
 
 train_pipeline = [
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=1),
-    dict(type='RawFrameDecode'),
+    dict(type='NameReadFailures', transform=dict(type='RawFrameDecode')),
     dict(type='Resize', scale=(-1, 128)),
     dict(type='RandomResizedCrop', area_range=(0.5, 1.0), aspect_ratio_range=(0.9, 1.1)),
     dict(type='Resize', scale=(112, 112), keep_ratio=False),
@@ -22,7 +22,7 @@ train_pipeline = [
 ]
 val_pipeline = [
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=1, test_mode=True),
-    dict(type='RawFrameDecode'),
+    dict(type='NameReadFailures', transform=dict(type='RawFrameDecode')),
     dict(type='Resize', scale=(-1, 112)),
     dict(type='CenterCrop', crop_size=112),
     dict(type='FormatShape', input_format='NCTHW'),
@@ -30,7 +30,7 @@ val_pipeline = [
 ]
 test_pipeline = [
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=8, test_mode=True),
-    dict(type='RawFrameDecode'),
+    dict(type='NameReadFailures', transform=dict(type='RawFrameDecode')),
     dict(type='Resize', scale=(-1, 112)),
     dict(type='SixCrop', crop_size=112),
     dict(type='FormatShape', input_format='NCTHW'),

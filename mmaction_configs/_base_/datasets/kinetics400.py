@@ -8,9 +8,9 @@ ann_file_train = 'data/kinetics400/kinetics400_train_list_videos.txt'
 ann_file_val = 'data/kinetics400/kinetics400_val_list_videos.txt'
 
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=8, frame_interval=12, num_clips=1),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='RandomResizedCrop'),
     dict(type='Resize', scale=(224, 224), keep_ratio=False),
@@ -19,18 +19,18 @@ train_pipeline = [
     dict(type='PackActionInputs')
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=8, frame_interval=12, num_clips=1, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=8, frame_interval=12, num_clips=25, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='TenCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCTHW'),

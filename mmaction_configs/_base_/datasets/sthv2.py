@@ -10,9 +10,9 @@ ann_file_val = 'data/sthv2/sthv2_val_list_videos.txt'
 flip_label_map = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
 
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=1),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 240)),
     dict(type='RandomResizedCrop', area_range=(0.5, 1.0), aspect_ratio_range=(0.9, 1.1)),
     dict(type='Resize', scale=(224, 224), keep_ratio=False),
@@ -24,18 +24,18 @@ train_pipeline = [
     dict(type='PackActionInputs')
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=1, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 224)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='NameReadFailures', transform=dict(type='DecordInit')),
     dict(type='SampleFrames', clip_len=12, frame_interval=2, num_clips=16, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='NameReadFailures', transform=dict(type='DecordDecode')),
     dict(type='Resize', scale=(-1, 224)),
     dict(type='SixCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCTHW'),
