@@ -115,8 +115,25 @@ def test_damaged_video_error_names_the_file(damage, tmp_path, video_data):
     dataset_cfg.update(ann_file=str(tmp_path / "train.txt"), data_prefix=dict(video=str(tmp_path)))
     dataset = DATASETS.build(dataset_cfg)
     assert dataset[0]["inputs"].shape[0] == 1  # the intact clip loads
-    with pytest.raises(SampleLoadError, match=rf"sample 1 of VideoDataset \({tmp_path}/bad.mp4\)"):
+    with pytest.raises(SampleLoadError, match=rf"sample 1 \({tmp_path}/bad.mp4\)") as caught:
         dataset[1]
+    assert caught.value.__cause__ is not None  # the decoder's own error, chained
+
+
+def test_only_read_errors_are_renamed(tmp_path, video_data):
+    """A bug that is not about the file (here a missing key) passes through unchanged."""
+    from mmaction.registry import TRANSFORMS
+    from mmengine.registry import init_default_scope
+
+    from cp_plugin.mmaction_plugin import SampleLoadError
+
+    init_default_scope("mmaction")
+    step = TRANSFORMS.build(dict(type="NameReadFailures", transform=dict(type="DecordInit")))
+    with pytest.raises(KeyError, match="filename"):
+        step(dict(sample_idx=0))
+    with pytest.raises(SampleLoadError, match=r"sample 4 \(.*missing.mp4\)"):
+        step(dict(filename=str(tmp_path / "missing.mp4"), sample_idx=4))
+    assert step(dict(filename=str(video_data / "clip_0.mp4"), sample_idx=0))["total_frames"] > 0
 
 
 def test_config_with_unknown_cp_block_name(tmp_path):

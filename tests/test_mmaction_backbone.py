@@ -244,9 +244,169 @@ def test_readme_config_example(tmp_path):
     path = tmp_path / "my_cpnet_c2d_r50.py"
     path.write_text(snippet)
     cfg = Config.fromfile(str(path))
+    stock_path = tmp_path / "stock.py"
+    stock_path.write_text(re.search(r"_base_ = \[.*?\]\n", snippet).group(0))
+    stock = Config.fromfile(str(stock_path))
+    assert cfg.model.backbone.backbone == stock.model.backbone  # pretrained weights included
+    assert stock.model.backbone.pretrained  # (an ImageNet file: not fetched here, no hub)
+    cfg.model.backbone.backbone.pretrained = None
     model = MODELS.build(cfg.model)
     model.init_weights()
     sites = list(insertion_sites(model))
     assert len(sites) == 5 and all(s.module.k == 4 for s in sites)
     features = model.extract_feat(clips(n=1, size=64)[None])[0]  # (N, views, C, T, H, W)
     assert features.shape == (1, 2048, 4, 2, 2)
+
+
+def perturb_cp(model, seed=0):
+    """Make every inserted CP module a non-identity (random output BN)."""
+    gen = torch.Generator().manual_seed(seed)
+    for site in insertion_sites(model):
+        norm = site.module.out_norm
+        with torch.no_grad():
+            norm.weight.copy_(torch.randn(norm.weight.shape, generator=gen))
+            norm.bias.copy_(0.1 * torch.randn(norm.bias.shape, generator=gen))
+    return model
+
+
+def test_cp_runs_after_the_residual_add_of_the_named_blocks():
+    """CPBackbone(ResNet) on frames equals a forward assembled by hand: the plain blocks, with
+    CP applied to each named block's residual sum (viewed as clips of 4 frames) before its ReLU."""
+    from cp_plugin import frames_to_video, video_to_frames
+
+    named = ["layer2.1", "layer3.0"]
+    wrapped = MODELS.build(dict(type="CPBackbone", backbone=INNER["ResNet"], cp_blocks=named,
+                                cp_cfg=dict(k=4), num_segments=4))
+    wrapped.init_weights()
+    perturb_cp(wrapped).eval()
+    cps = {name: wrapped.backbone.get_submodule(name).relu.module for name in named}
+    plain = MODELS.build(INNER["ResNet"])
+    plain.load_state_dict(wrapped.state_dict(), strict=False)  # CP keys are extra
+    plain.eval()
+
+    def by_hand(x):
+        x = plain.maxpool(plain.conv1(x))
+        for layer_name in plain.res_layers:
+            for index, block in enumerate(getattr(plain, layer_name)):
+                identity = x if block.downsample is None else block.downsample(x)
+                out = block.conv2(block.conv1(x)) + identity
+                cp = cps.get(f"{layer_name}.{index}")
+                if cp is not None:
+                    out = video_to_frames(cp(frames_to_video(out, 4)))
+                x = block.relu(out)
+        return x
+
+    x = frames(clips=2, size=32)[:8]
+    with torch.no_grad():
+        ours, expected = wrapped(x), by_hand(x)
+        torch.testing.assert_close(ours, expected)
+        assert not torch.allclose(ours, plain(x))  # CP changed the features: not vacuous
+
+
+def test_t_reaching_one_names_the_block():
+    """C2D halves T after res2: 2-frame clips leave layer2's CP modules one frame."""
+    wrapped = MODELS.build(dict(type="CPBackbone", backbone=INNER["C2D"], cp_blocks=["layer2.0"]))
+    with pytest.raises(ValueError, match=r"block 'layer2.0' got T=1 frame\(s\) from clips of 2 "
+                                         r"frames.*Feed longer clips"):
+        wrapped(clips(n=1, size=32)[:, :, :2])
+
+
+def stock_with_cp(path, tmp_path, **cp):
+    """A stock mmaction2 zoo config, its backbone wrapped in CPBackbone (no ImageNet download)."""
+    from mmengine.config import Config
+
+    config = tmp_path / "config.py"
+    config.write_text(f"_base_ = ['mmaction::{path}']\n")
+    cfg = Config.fromfile(str(config))
+    inner = dict(cfg.model.backbone, pretrained=None)
+    cfg.model.backbone = dict(type="CPBackbone", backbone=inner, cp_blocks=["layer3.1", "layer4.0"],
+                              cp_cfg=dict(k=4), **cp)
+    model = MODELS.build(cfg.model)  # PyTorch's default init: the weights do not matter here
+    return perturb_cp(model).eval(), cfg
+
+
+@pytest.mark.parametrize("path,cp,views,per_view", [
+    # Stock TSN: 3 segments in training, 25 x TenCrop at test.
+    ("recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py",
+     dict(num_segments=3, test_num_segments=25), 10, 25),
+    # Stock TSM: 8 segments (ResNetTSM's own), twice_sample x ThreeCrop at test.
+    ("recognition/tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb.py",
+     dict(), 6, 8),
+], ids=["tsn", "tsm"])
+def test_stock_recognizer2d_test_views_are_split_into_clips(path, cp, views, per_view, tmp_path):
+    """The stock test batch (views x frames per view) gives each view's features as that view
+    alone does, so the averaged scores are the mean over per-view runs."""
+    model, cfg = stock_with_cp(path, tmp_path, **cp)
+    frames_per_video = views * per_view
+    test_pipeline = cfg.test_dataloader.dataset.pipeline
+    assert any(step.type in ("TenCrop", "ThreeCrop") for step in test_pipeline)
+    x = torch.randn(1, frames_per_video, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        together = model.extract_feat(x, test_mode=True)[0]
+        alone = torch.cat([model.extract_feat(view, test_mode=True)[0]
+                           for view in x.split(per_view, dim=1)])
+        torch.testing.assert_close(together, alone)
+        # TSN's head averages all frames; TSM's gives one row per view, averaged by predict().
+        scores = model.cls_head(together, num_segs=frames_per_video).mean(0)
+        per_view_scores = torch.stack([model.cls_head(view, num_segs=per_view)[0]
+                                       for view in alone.split(per_view)])
+        torch.testing.assert_close(scores, per_view_scores.mean(0), rtol=1e-4, atol=1e-5)
+    # Another grouping of the same frames gives other features: the split matters.
+    with torch.no_grad():
+        shifted = model.extract_feat(x.roll(per_view // 2, dims=1), test_mode=True)[0]
+    assert not torch.allclose(shifted.roll(-(per_view // 2), 0), together)
+
+
+def test_freezing_is_the_users_across_epochs(tmp_path):
+    """Two epochs of mmengine's Runner (which calls train() every epoch): CP parameters the user
+    froze stay frozen and unchanged, frozen_stages still freezes the backbone's stages, and the
+    other CP modules train."""
+    import os
+
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.registry import RUNNERS
+
+    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), "..", "mmaction_configs",
+                                       "_base_", "toy.py"))
+    cfg.work_dir = str(tmp_path)
+    cfg.model = dict(
+        type="Recognizer3D", data_preprocessor=cfg.data_preprocessor,
+        backbone=dict(type="CPBackbone", cp_blocks=["layer2.0", "layer3.0"], cp_cfg=dict(k=4),
+                      backbone=dict(type="C2D", depth=18, in_channels=1, pretrained=None,
+                                    frozen_stages=1)),
+        cls_head=dict(type="I3DHead", num_classes=4, in_channels=512, average_clips="prob"))
+    cfg.train_dataloader.dataset.num_videos = 16
+    cfg.train_dataloader.batch_size = 8
+    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=2, val_interval=100)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=100)
+    runner = RUNNERS.build(cfg)
+    backbone = runner.model.backbone.backbone
+    frozen_cp, trained_cp = backbone.layer2[0].relu.module, backbone.layer3[0].relu.module
+    perturb_cp(runner.model)
+    frozen_cp.requires_grad_(False)
+    before = {}
+
+    class Snapshot(Hook):  # after the Runner's init_weights, before the first step
+        def before_train(self, runner):
+            before.update(copy.deepcopy(runner.model.state_dict()))
+
+    runner.register_hook(Snapshot())
+    runner.train()
+    assert runner.epoch == 2
+    after = runner.model.state_dict()
+
+    def changed(prefix):
+        keys = [k for k in before if k.startswith(prefix) and before[k].is_floating_point()]
+        assert keys, prefix
+        return any(not torch.equal(before[k], after[k]) for k in keys)
+
+    assert not any(p.requires_grad for p in frozen_cp.parameters())
+    frozen_weights = [n for n, _ in frozen_cp.named_parameters()]
+    assert not any(not torch.equal(before[f"backbone.layer2.0.relu.module.{n}"],
+                                   after[f"backbone.layer2.0.relu.module.{n}"]) for n in frozen_weights)
+    assert all(p.requires_grad for p in trained_cp.parameters())
+    assert changed("backbone.layer3.0.relu.module.")
+    assert not backbone.layer1[0].conv1.conv.weight.requires_grad  # frozen_stages=1
+    assert not changed("backbone.layer1.0.conv1.conv.weight")
+    assert changed("backbone.layer4.")

@@ -351,6 +351,31 @@ def test_grad_checkpointing_recomputes_cp_with_the_clip_count():
         torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
 
 
+def test_forward_keeps_no_state_between_calls():
+    """Any call order, and concurrent calls from several threads with different clip counts,
+    give what a fresh model gives; the inner image model alone refuses frames it cannot split."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    model = activate_cp(create_video_model("test_resnet", ["layer2.0"], cp_k=4, num_classes=3))
+    model.eval()
+    fresh = copy.deepcopy(model)
+    inputs = [clips(n, t, seed=n) for n, t in [(1, 4), (2, 3), (3, 2)]]
+    with torch.no_grad():
+        expected = [copy.deepcopy(fresh)(x) for x in inputs]
+        with ThreadPoolExecutor(3) as pool:
+            for _ in range(4):
+                outputs = list(pool.map(model, inputs * 4))
+                for i, out in enumerate(outputs):
+                    torch.testing.assert_close(out, expected[i % 3], rtol=0, atol=0)
+        # The layout is not left behind: the inner model called directly cannot guess it.
+        with pytest.raises(RuntimeError, match="outside a video wrapper's forward"):
+            model.backbone(inputs[1].transpose(1, 2).flatten(0, 1))
+        # Regrouping the same frames into other clips would change the answer.
+        regrouped = model(inputs[1].transpose(1, 2).reshape(3, 2, 3, 32, 32).transpose(1, 2))
+        assert not torch.allclose(regrouped.sum(0), expected[1].sum(0))
+
+
 def test_torch_compile_has_no_graph_breaks():
     # One small model with one CP module keeps tracing short; 'aot_eager' checks the forward
     # and backward graphs without inductor's code generation (minutes on 2 CPU cores).

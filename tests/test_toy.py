@@ -8,10 +8,10 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin.moving_square import DIRECTIONS, generate_moving_squares
-from mmaction.registry import DATASETS
+from mmaction.registry import DATASETS, MODELS
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS, init_default_scope
+from torch import nn
 
 init_default_scope("mmaction")
 TOY = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "toy")
@@ -77,7 +77,7 @@ def test_toy_model_builds_and_trains_one_iteration(path, tmp_path):
     cfg.val_dataloader.dataset.num_videos = 8
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg.max_epochs = 1
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)
     before = {k: v.clone() for k, v in runner.model.state_dict().items()}
     runner.train()
     assert runner.iter == 1
@@ -86,30 +86,65 @@ def test_toy_model_builds_and_trains_one_iteration(path, tmp_path):
     assert any("cls_head" in k for k in changed) and any("backbone" in k for k in changed)
 
 
-def small_run(config, tmp_path):
-    """A reduced task: 320 training videos, 6 epochs, validation on 100 fresh videos."""
-    from tools.toy_demo import accuracy_on
+def pooled_features(config, videos):
+    """The toy network's globally max-pooled features (N, 16), random weights made non-trivial."""
+    cfg = Config.fromfile(os.path.join(TOY, config))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):  # CP's output BN too
+            module.weight.data = torch.rand(module.weight.shape, generator=gen) + 0.5
+            module.running_mean.uniform_(-0.1, 0.1, generator=gen)
+    model.eval()
+    with torch.no_grad():  # (N, 1, T, H, W) frames scaled to 0..1, as the data preprocessor does
+        return model.backbone(videos[:, None] / 255.0).flatten(1)
 
+
+@pytest.mark.parametrize("config", ["c2d_toy.py", "i3d_nl_toy.py"])
+def test_baselines_at_chance_see_the_same_features_for_every_video(config):
+    """Why C2D and I3D-NL sit at 25% in Table 1 here: with circular padding every frame is a
+    translate of one picture, so per-frame layers give translated maps and global max pooling
+    forgets where the square was; the non-local block sees the same set of features in every
+    video, and a 3-frame temporal kernel never sees two squares at once (they move 7-9 px,
+    farther than the 3x3 spatial kernel reaches). Every video then has the same pooled features,
+    to float rounding, whatever the weights: no classifier on them can beat chance."""
+    squares = generate_moving_squares(16, seed=2)
+    videos = torch.from_numpy(squares.videos).float()
+    features = pooled_features(config, videos)
+    assert features.abs().max() > 0.1
+    torch.testing.assert_close(features, features[:1].expand_as(features), rtol=1e-5, atol=1e-5)
+    # CPNet, same data: its pooled features tell the videos apart (the check above can fail).
+    cp = pooled_features("cpnet_toy.py", videos)
+    assert (cp - cp[:1]).abs().max() > 1e-2 * cp.abs().max()
+
+
+def train_to_plateau(config, tmp_path, max_epochs=16):
+    """Train on 640 videos until validation on 100 fresh ones reaches 95% (stopping there).
+
+    The toy curve sits at chance for a while, then climbs steeply to 100%; when the climb
+    starts depends on the seed and on the CPU's rounding (measured, mixed precision, 640 videos:
+    95% after 6 epochs for seed 0, still below it after 8 for seed 1; the full demo's 8 epochs
+    of 1000 videos reach 100%). So the test waits for the plateau instead of reading one point
+    of the climb: ``max_epochs`` is twice the slowest measured start plus the climb.
+    Returns (accuracy, epochs run).
+    """
     cfg = Config.fromfile(os.path.join(TOY, config))
     cfg.work_dir = str(tmp_path)
-    cfg.train_dataloader.dataset.num_videos = 320
+    cfg.train_dataloader.dataset.num_videos = 640
     cfg.val_dataloader.dataset.num_videos = 100
-    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=6, val_interval=100)
+    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=100)
-    runner = Runner.from_cfg(cfg)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(
+        type="EarlyStoppingHook", monitor="acc/top1", rule="greater", patience=max_epochs,
+        stopping_threshold=0.95)]
+    runner = RUNNERS.build(cfg)
     runner.train()
-    return accuracy_on(runner, cfg.val_dataloader)
+    return runner.message_hub.get_scalar("val/acc/top1").current(), runner.epoch
 
 
-def test_cpnet_learns_where_the_control_cannot(tmp_path):
-    # Chance is 25%, +-4.3 points (one standard deviation) on 100 videos. On this budget CPNet is
-    # still climbing (62% measured; 100% after the full demo's 8 epochs of 1000 videos).
-    cpnet = small_run("cpnet_toy.py", tmp_path / "cpnet")
-    control = small_run("c2d_toy.py", tmp_path / "c2d")
-    assert cpnet >= 0.40, cpnet
-    assert control <= 0.33, control
-    # mmengine's mixed precision (bfloat16 autocast on the CPU) learns too: 50% measured. Mid-climb
-    # the two drift apart (rounding moves the steep part of the curve), so the band is checked
-    # here and the end point in `tools/toy_demo.py --models CPNet-AMP` (100%, as float32).
-    mixed = small_run("cpnet_toy_amp.py", tmp_path / "amp")
-    assert mixed >= 0.40, mixed
+@pytest.mark.parametrize("config", ["cpnet_toy.py", "cpnet_toy_amp.py"],
+                         ids=["float32", "mixed-precision"])
+def test_cpnet_learns_the_toy_task(config, tmp_path):
+    accuracy, epochs = train_to_plateau(config, tmp_path)
+    assert accuracy >= 0.95, (accuracy, epochs)
