@@ -164,3 +164,18 @@ def test_bad_input(x, kwargs, error, match):
 def test_shrink_needs_a_large_enough_map():
     with pytest.raises(ValueError, match="shrink=2 needs feature maps of at least 2x2"):
         CPModule(8, k=1, shrink=2)(torch.randn(1, 8, 3, 1, 4))
+
+
+def test_coordinates_are_the_papers_locations():
+    """Point (t, h, w) of a T=2, H=2, W=3 grid sits at (t/T, h/H, w/W), frame-major; the fast
+    path's coordinates equal the reference's."""
+    from cp_plugin.cp_module import frame_coordinates
+    from cp_plugin.reference import nearest_rows, point_coordinates
+
+    pinned = torch.tensor([
+        [0, 0, 0], [0, 0, 1 / 3], [0, 0, 2 / 3], [0, 0.5, 0], [0, 0.5, 1 / 3], [0, 0.5, 2 / 3],
+        [0.5, 0, 0], [0.5, 0, 1 / 3], [0.5, 0, 2 / 3], [0.5, 0.5, 0], [0.5, 0.5, 1 / 3],
+        [0.5, 0.5, 2 / 3]])
+    torch.testing.assert_close(point_coordinates(2, 2, 3), pinned)
+    torch.testing.assert_close(frame_coordinates(2, 2, 3), pinned)
+    assert nearest_rows(6, 3) == [0, 2, 4] and nearest_rows(7, 3) == [0, 2, 4]

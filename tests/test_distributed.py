@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from test_tools import run_tool
-from toy_runs import REPO, scalars, write_small_toy_config
+from toy_runs import REPO, load_run_checkpoint, scalars, write_small_toy_config
 
 
 def free_port():
@@ -36,7 +36,7 @@ def test_two_processes_train_agree_and_checkpoint_evaluates_alike(tmp_path):
 
     # Rank 0 alone writes checkpoints, and they load with torch's default weights_only=True.
     assert sorted(f for f in os.listdir(work) if f.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
-    checkpoint = torch.load(work / "epoch_2.pth")
+    checkpoint = load_run_checkpoint(work / "epoch_2.pth")
     assert checkpoint["meta"]["iter"] == 4
 
     accuracy = [r["acc/top1"] for r in scalars(work) if "acc/top1" in r]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from test_tools import run_tool
-from toy_runs import REPO, scalars, write_small_toy_config
+from toy_runs import REPO, load_run_checkpoint, scalars, write_small_toy_config
 
 EXTRA = "randomness = dict(seed=0, deterministic=True)\n"
 
@@ -34,7 +34,7 @@ def train_until_first_checkpoint_then_kill(config, work):
 
 
 def final_state(work):
-    checkpoint = torch.load(work / "epoch_3.pth")  # torch's default weights_only=True
+    checkpoint = load_run_checkpoint(work / "epoch_3.pth")
     return checkpoint["state_dict"], checkpoint["optimizer"]["state"]
 
 
@@ -59,7 +59,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupt
     killed = tmp_path / "killed"
     train_until_first_checkpoint_then_kill(config, killed)
     assert not (killed / "epoch_3.pth").exists()
-    saved = torch.load((killed / "last_checkpoint").read_text().strip())
+    saved = load_run_checkpoint((killed / "last_checkpoint").read_text().strip())
     epoch, iteration = saved["meta"]["epoch"], saved["meta"]["iter"]
     assert "random_states" in saved
 
@@ -73,7 +73,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupt
 def test_without_the_random_states_the_resumed_run_differs(tmp_path, uninterrupted):
     """Why RandomStateHook is needed: dropout draws from the global stream."""
     config, whole = uninterrupted
-    checkpoint = torch.load(whole / "epoch_1.pth")
+    checkpoint = load_run_checkpoint(whole / "epoch_1.pth")
     del checkpoint["random_states"]
     partial = tmp_path / "partial"
     partial.mkdir()

@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from shrink import shrink_config
+from toy_runs import load_run_checkpoint
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 CPNET_SSV2 = os.path.join(REPO, "mmaction_configs", "sthv2", "cpnet_r18_12x2_sthv2_phase1.py")
@@ -37,11 +38,11 @@ def small_config(tmp_path, video_data, rawframe_data, imagenet_checkpoint):
 def test_train_stop_and_resume(small_config, tmp_path):
     work = tmp_path / "work"
     run_tool("tools/train.py", str(small_config), "--work-dir", str(work))
-    assert torch.load(work / "epoch_1.pth")["meta"]["iter"] == 1  # weights_only=True
+    assert load_run_checkpoint(work / "epoch_1.pth")["meta"]["iter"] == 1
     log = run_tool("tools/train.py", str(small_config), "--work-dir", str(work), "--resume",
                    "--cfg-options", "train_cfg.max_epochs=3")
     assert "resumed epoch: 1, iter: 1" in log
-    final = torch.load(work / "epoch_3.pth")
+    final = load_run_checkpoint(work / "epoch_3.pth")
     assert final["meta"]["epoch"] == 3 and final["meta"]["iter"] == 3
     assert all(torch.isfinite(v).all() for v in final["state_dict"].values()
                if v.is_floating_point())

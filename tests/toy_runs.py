@@ -27,3 +27,14 @@ def scalars(work_dir):
     runs = sorted(d for d in os.listdir(work_dir) if os.path.isdir(os.path.join(work_dir, d, "vis_data")))
     with open(os.path.join(work_dir, runs[-1], "vis_data", "scalars.json")) as f:
         return [json.loads(line) for line in f]
+
+
+def load_run_checkpoint(path):
+    """A Runner checkpoint, read with torch's weights_only check and mmengine's classes allowed
+    for this load only (as WeightsOnlyRunner reads it)."""
+    import torch
+
+    from cp_plugin.compat import mmengine_checkpoints_allowed
+
+    with mmengine_checkpoints_allowed():
+        return torch.load(path, weights_only=True)
