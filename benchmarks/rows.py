@@ -141,7 +141,7 @@ def toy_nonlocal_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
     """The toy I3D-NL block at full resolution: FusedNonLocal3d against mmcv's NonLocal3d."""
     from mmcv.cnn import NonLocal3d
 
-    from cp_plugin.mmaction_plugin import FusedNonLocal3d
+    from cp_plugin.mmaction import FusedNonLocal3d
 
     kwargs = dict(reduction=2, use_scale=True, sub_sample=False, mode="embedded_gaussian",
                   norm_cfg=dict(type="BN3d"))

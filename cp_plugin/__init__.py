@@ -3,7 +3,7 @@
 The core (``CPModule``, ``other_frame_knn``, ``reference``) is pure PyTorch. When mmaction2 and
 mmengine are installed, importing this package also repairs their known install problems
 (:mod:`cp_plugin.compat`) and registers its modules with mmaction2
-(:mod:`cp_plugin.mmaction_plugin`).
+(:mod:`cp_plugin.mmaction`).
 """
 from . import compat, reference
 from .cp_module import CPModule
@@ -15,4 +15,4 @@ __all__ = ["CPModule", "other_frame_knn", "frames_to_video", "video_to_frames", 
 
 compat.apply()
 if compat.mmaction_installed():
-    from . import mmaction_plugin  # noqa: F401  (registers with mmaction2)
+    from . import mmaction  # noqa: F401  (registers with mmaction2)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cp_plugin.artnet import ARTNetResNet18, SMARTBlock, caffe_xavier_init_, cross_channel_pool
+from cp_plugin.baselines.artnet import ARTNetResNet18, SMARTBlock, caffe_xavier_init_, cross_channel_pool
 
 
 def randomise_norms(module, seed=0):

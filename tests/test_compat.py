@@ -80,7 +80,7 @@ class TinyVideoData(torch.utils.data.Dataset):
 def make_runner(work_dir, max_epochs, resume=False, load_from=None):
     from mmengine.model import BaseModel
 
-    from cp_plugin.mmaction_plugin import WeightsOnlyRunner
+    from cp_plugin.mmaction import WeightsOnlyRunner
 
     class TinyCPNet(BaseModel):
         def __init__(self):

@@ -1,4 +1,4 @@
-"""tools/complexity.py and cp_plugin.cost: exact parameter counts, CP costs checked by a tracer."""
+"""tools/complexity.py and cp_plugin.analysis.cost: exact parameter counts, CP costs checked by a tracer."""
 import os
 
 import pytest
@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from cp_plugin import CPModule
-from cp_plugin.cost import cp_module_cost
+from cp_plugin.analysis.cost import cp_module_cost
 from tools import complexity as tool
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs")

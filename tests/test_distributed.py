@@ -64,7 +64,7 @@ def spawn(target, *args, world_size=2):
 def _drifted_rank(rank, results):
     from types import SimpleNamespace
 
-    from cp_plugin.mmaction_plugin import RankAgreementHook
+    from cp_plugin.mmaction import RankAgreementHook
 
     torch.manual_seed(0)
     runner = SimpleNamespace(model=torch.nn.Linear(3, 2), iter=7)

@@ -100,7 +100,7 @@ def test_damaged_video_error_names_the_file(damage, tmp_path, video_data):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from cp_plugin.mmaction_plugin import SampleLoadError
+    from cp_plugin.mmaction import SampleLoadError
 
     good = (video_data / "clip_0.mp4").read_bytes()
     damaged = {"truncated": good[:len(good) // 2], "garbage": os.urandom(4096), "empty": b""}
@@ -125,7 +125,7 @@ def test_only_read_errors_are_renamed(tmp_path, video_data):
     from mmaction.registry import TRANSFORMS
     from mmengine.registry import init_default_scope
 
-    from cp_plugin.mmaction_plugin import SampleLoadError
+    from cp_plugin.mmaction import SampleLoadError
 
     init_default_scope("mmaction")
     step = TRANSFORMS.build(dict(type="NameReadFailures", transform=dict(type="DecordInit")))

@@ -204,7 +204,7 @@ def test_nonlocal_baseline_uses_mmcv_nonlocal3d_after_blocks(imagenet_checkpoint
 
 def test_registry_names():
     assert MODELS.get("CPModule") is CPModule
-    assert MODELS.get("CPBackbone") is cp_plugin.mmaction_plugin.CPBackbone
+    assert MODELS.get("CPBackbone") is cp_plugin.mmaction.CPBackbone
     from mmcv.cnn import NonLocal3d
     assert MODELS.get("NonLocal3d") is NonLocal3d
 
@@ -345,7 +345,9 @@ def test_stock_recognizer2d_test_views_are_split_into_clips(path, cp, views, per
         together = model.extract_feat(x, test_mode=True)[0]
         alone = torch.cat([model.extract_feat(view, test_mode=True)[0]
                            for view in x.split(per_view, dim=1)])
-        torch.testing.assert_close(together, alone)
+        # float32 convs take other algorithms at other batch sizes: differences of ~1e-6 of the
+        # features' scale (118 here), where views split wrongly would differ by their whole size.
+        torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5 * together.abs().max())
         # TSN's head averages all frames; TSM's gives one row per view, averaged by predict().
         scores = model.cls_head(together, num_segs=frames_per_video).mean(0)
         per_view_scores = torch.stack([model.cls_head(view, num_segs=per_view)[0]

@@ -4,7 +4,7 @@ import torch
 from mmcv.cnn import NonLocal3d
 
 import cp_plugin  # noqa: F401  (registers the modules)
-from cp_plugin.mmaction_plugin import FusedNonLocal3d
+from cp_plugin.mmaction import FusedNonLocal3d
 from mmaction.registry import MODELS
 
 

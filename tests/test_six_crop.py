@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("mmaction")
 cv2 = pytest.importorskip("cv2")
 
-import cp_plugin.mmaction_plugin.six_crop  # noqa: E402,F401  (registers SixCrop)
-from cp_plugin.mmaction_plugin.six_crop import SixCrop, crop_offsets  # noqa: E402
+import cp_plugin.mmaction.six_crop  # noqa: E402,F401  (registers SixCrop)
+from cp_plugin.mmaction.six_crop import SixCrop, crop_offsets  # noqa: E402
 from mmaction.registry import TRANSFORMS  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cp_plugin  # noqa: F401
-from cp_plugin.moving_square import DIRECTIONS, generate_moving_squares
+from cp_plugin.toy.moving_square import DIRECTIONS, generate_moving_squares
 from mmaction.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.registry import RUNNERS, init_default_scope

@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cp_plugin.mmaction_plugin import use_cpu_distributed
+from cp_plugin.mmaction import use_cpu_distributed
 
 
 def parse_args(argv=None):

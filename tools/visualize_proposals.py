@@ -22,7 +22,7 @@ from torch import nn
 
 import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from cp_plugin import CPModule
-from cp_plugin.proposals import Proposals, inspect_proposals
+from cp_plugin.analysis.proposals import Proposals, inspect_proposals
 
 KEPT_COLOUR, DISCARDED_COLOUR, QUERY_COLOUR = "red", "dodgerblue", "yellow"
 

@@ -11,8 +11,8 @@ from typing import Tuple
 
 import torch
 
-from .cp_module import CPModule, frame_coordinates
-from .knn import other_frame_knn
+from ..cp_module import CPModule, frame_coordinates
+from ..knn import other_frame_knn
 
 __all__ = ["Proposals", "inspect_proposals", "pair_embeddings"]
 

@@ -3,8 +3,8 @@
 A truncated or corrupted video makes decord raise ``Error reading 17278 bytes...`` with no file
 name, and a run over a million clips then stops without saying which one. Wrap a pipeline's
 reading steps (``DecordInit``, ``DecordDecode``, ``RawFrameDecode`` ...) in this transform, one
-step each so that the pipeline keeps its length and indices, as our shipped configs do, and a failure there is re-raised as :class:`SampleLoadError` naming the
-sample's index and file, with the original exception chained. Errors that are not about reading
+step each so that the pipeline keeps its length and indices, as our shipped configs do, and a
+failure there is re-raised as :class:`SampleLoadError` naming the sample's index and file, with the original exception chained. Errors that are not about reading
 (a wrong key, a bad argument in a config) pass through unchanged, and nothing outside the
 wrapped steps is touched.
 """

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import check_positive_int
+from ..validation import check_positive_int
 
 DIRECTIONS = ("left", "right", "up", "down")
 # (row, column) change of one step in each direction.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, Sequence
 
-from .cp_module import CPModule, _NUM_COORDS
+from ..cp_module import CPModule, _NUM_COORDS
 
 
 def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, int]:

@@ -1,21 +1,23 @@
-"""The paper's toy experiment in mmaction2: the moving-square dataset and the Table 1 networks."""
+"""The toy task in mmaction2: the moving-square dataset and the layers of the Table 1 networks.
+
+Registered with mmaction2 by :mod:`cp_plugin.mmaction`.
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import torch
 from mmaction.datasets import BaseActionDataset
-from mmaction.registry import DATASETS, MODELS
+from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 from torch import nn
 
 from ..layout import frames_to_video, video_to_frames
-from ..moving_square import DIRECTIONS, generate_moving_squares
+from .moving_square import DIRECTIONS, generate_moving_squares
 
 
-@DATASETS.register_module()
 class MovingSquareDataset(BaseActionDataset):
-    """Moving-square videos generated in memory (see :mod:`cp_plugin.moving_square`).
+    """Moving-square videos generated in memory (see :mod:`cp_plugin.toy.moving_square`).
 
     Each sample is 4 grey 32x32 frames (one channel) as a single clip, ready for mmaction2's
     ``FormatShape`` and ``PackActionInputs``; ``generator_cfg`` is passed on to the generator.
@@ -39,7 +41,6 @@ class MovingSquareDataset(BaseActionDataset):
                 for video, label in zip(squares.videos, squares.labels)]
 
 
-@MODELS.register_module()
 class ConvBNReLU3d(nn.Sequential):
     """Conv3d (no bias, 'same' padding) -> BN -> ReLU; kernel given as (T, H, W)."""
 
@@ -53,7 +54,6 @@ class ConvBNReLU3d(nn.Sequential):
         self.out_channels = out_channels
 
 
-@MODELS.register_module()
 class ToyVideoNet(BaseModule):
     """A stack of registered layers on (N, C, T, H, W) clips, then global max pooling.
 

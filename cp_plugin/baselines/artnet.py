@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import check_positive_int
+from ..validation import check_positive_int
 
 __all__ = ["SMARTBlock", "ARTNetResNet18", "cross_channel_pool", "caffe_xavier_init_"]
 
