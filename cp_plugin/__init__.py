@@ -1,17 +1,21 @@
 """cp_plugin: the CP (Correspondence Proposal) module of CPNet for PyTorch, mmaction2 and timm.
 
-The core (``CPModule``, ``other_frame_knn``, ``reference``) is pure PyTorch. When mmaction2 and
-mmengine are installed, importing this package also repairs their known install problems
-(:mod:`cp_plugin.compat`) and registers its modules with mmaction2
+The core imports only torch: the module (``CPModule``) and its parts (``other_frame_knn``, the
+pair embedding, the clip layout), the plain ``reference``, and the one table of residual blocks
+modules can go into (``register_block``) with the insertion that uses it. When mmaction2 is
+installed, importing this package also puts the one module mmaction2 1.2.0 lacks in place
+(:mod:`cp_plugin.compat`) and registers cp_plugin's modules with mmaction2
 (:mod:`cp_plugin.mmaction`).
 """
 from . import compat, reference
+from .blocks import UnsupportedBlockError, refuse_block, register_block
 from .cp_module import CPModule
 from .knn import other_frame_knn
 from .layout import frames_to_video, video_to_frames
 
 __version__ = "0.1.0"
-__all__ = ["CPModule", "other_frame_knn", "frames_to_video", "video_to_frames", "reference", "compat"]
+__all__ = ["CPModule", "other_frame_knn", "frames_to_video", "video_to_frames", "reference",
+           "register_block", "refuse_block", "UnsupportedBlockError", "compat"]
 
 compat.apply()
 if compat.mmaction_installed():

@@ -1,29 +1,17 @@
 """The CP (Correspondence Proposal) module of CPNet (Liu, Lee and Jin, CVPR 2019)."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .knn import search_other_frames
-from .layout import frames_to_video, video_to_frames
+from .layout import (COORDINATE_DIMS, frame_coordinates, frames_per_clip, frames_to_video,
+                     video_to_frames)
 from .pair_embedding import embed_pairs_max
 from .validation import check_finite, check_k, check_num_frames, check_positive_int
-
-_NUM_COORDS = 3  # (t/T, h/H, w/W)
-
-
-def frame_coordinates(num_frames: int, height: int, width: int, *,
-                      device=None, dtype=None) -> torch.Tensor:
-    """(T*H*W, 3) normalised coordinates (t/T, h/H, w/W) in frame-major order."""
-    grids = torch.meshgrid(
-        torch.arange(num_frames, device=device, dtype=dtype) / num_frames,
-        torch.arange(height, device=device, dtype=dtype) / height,
-        torch.arange(width, device=device, dtype=dtype) / width,
-        indexing="ij")
-    return torch.stack(grids, dim=-1).reshape(-1, _NUM_COORDS)
 
 
 class CPModule(nn.Module):
@@ -48,6 +36,22 @@ class CPModule(nn.Module):
         knn_chunk_size: queries per chunk in the neighbour search (None: sized from a memory cap).
         checkpoint_pairs: keep no (points x k) pair tensor for backward and recompute the pairs
             there instead: less memory, more time (see benchmarks/NOTES.md).
+        device, dtype: where and in which dtype to create the parameters, as in ``torch.nn``.
+
+    Shape:
+        - Input: (N, C, T, H, W) with T >= 2, or (N*T, C, H, W) clip-major frames given
+          ``num_clips`` or ``num_frames`` (in ``forward`` or at construction).
+        - Output: the same shape as the input.
+
+    Examples::
+
+        >>> cp = CPModule(64, k=8)
+        >>> x = torch.randn(2, 64, 8, 14, 14)
+        >>> torch.equal(cp(x), x)  # the output BN starts at zero: a fresh module is the identity
+        True
+        >>> frames = x.transpose(1, 2).flatten(0, 1)  # (16, 64, 14, 14), as a 2D backbone has them
+        >>> cp(frames, num_clips=2).shape
+        torch.Size([16, 64, 14, 14])
     """
 
     #: Fewest frames a clip needs: the neighbours come from the *other* frames.
@@ -56,8 +60,9 @@ class CPModule(nn.Module):
     def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
                  bottleneck_channels: Optional[int] = None, shrink: int = 1,
                  num_frames: Optional[int] = None, knn_chunk_size: Optional[int] = None,
-                 checkpoint_pairs: bool = False) -> None:
+                 checkpoint_pairs: bool = False, device=None, dtype=None) -> None:
         super().__init__()
+        factory = dict(device=device, dtype=dtype)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.k = check_positive_int("k", k)
         self.shrink = check_positive_int("shrink", shrink)
@@ -72,7 +77,8 @@ class CPModule(nn.Module):
         else:
             search_channels = check_positive_int("bottleneck_channels", bottleneck_channels)
             self.bottleneck = nn.Sequential(
-                nn.Conv3d(in_channels, search_channels, 1, bias=False), nn.BatchNorm3d(search_channels))
+                nn.Conv3d(in_channels, search_channels, 1, bias=False, **factory),
+                nn.BatchNorm3d(search_channels, **factory))
         self.search_channels = search_channels
 
         if mlp_channels is None:
@@ -84,12 +90,13 @@ class CPModule(nn.Module):
             check_positive_int(f"mlp_channels[{i}]", width)
         self.mlp_channels = mlp_channels
 
-        widths = (_NUM_COORDS + 2 * search_channels,) + mlp_channels
+        widths = (COORDINATE_DIMS + 2 * search_channels,) + mlp_channels
         self.mlp = nn.ModuleList(
-            nn.Sequential(nn.Linear(c_in, c_out, bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
+            nn.Sequential(nn.Linear(c_in, c_out, bias=False, **factory),
+                          nn.BatchNorm1d(c_out, **factory), nn.ReLU())
             for c_in, c_out in zip(widths[:-1], widths[1:]))
-        self.out_proj = nn.Linear(mlp_channels[-1], in_channels, bias=False)
-        self.out_norm = nn.BatchNorm1d(in_channels)
+        self.out_proj = nn.Linear(mlp_channels[-1], in_channels, bias=False, **factory)
+        self.out_norm = nn.BatchNorm1d(in_channels, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,20 +124,21 @@ class CPModule(nn.Module):
     def forward(self, x: torch.Tensor, num_clips: Optional[int] = None,
                 num_frames: Optional[int] = None) -> torch.Tensor:
         """(N, C, T, H, W) -> same; or (N*T, C, H, W) -> same given ``num_clips`` or ``num_frames``."""
-        video, to_input_layout = self._as_video(x, num_clips, num_frames)
+        video = self.as_video(x, num_clips, num_frames)
         check_finite("x", x)
-        return x + to_input_layout(self.compute_delta(video))
+        delta = self.compute_delta(video)
+        return x + (delta if x.dim() == 5 else video_to_frames(delta))
 
     def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
         """The residual added to ``video`` (N, C, T, H, W); may be a strided view."""
-        points, size = self._search_points(video)
+        points, size = self.search_points(video)
         n, num_points, _ = points.shape
         neighbours = search_other_frames(points, num_points // size[0], self.k, self.knn_chunk_size)
 
         # First layer, split: W [c_j - c_i, f_i, f_j] = (W_a f_i - W_c c_i) + (W_b f_j + W_c c_j),
         # so both halves are computed once per point and only the second one is gathered per pair.
         w_coord, w_centre, w_neighbour = self.mlp[0][0].weight.split(
-            [_NUM_COORDS, self.search_channels, self.search_channels], dim=1)
+            [COORDINATE_DIMS, self.search_channels, self.search_channels], dim=1)
         coord_term = F.linear(frame_coordinates(*size, device=points.device, dtype=points.dtype),
                               w_coord)
         centre = F.linear(points, w_centre) - coord_term
@@ -144,10 +152,9 @@ class CPModule(nn.Module):
             [norm for _, norm, _ in self.mlp], recompute=self.checkpoint_pairs)
         return self._output(pooled.view(n, num_points, -1), size, video)
 
-    # -- helpers shared with cp_plugin.reference -------------------------------------------
-
-    def _search_points(self, video: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
-        """Bottleneck and shrink ``video``; return its points (N, P, C') and (T, H', W')."""
+    def search_points(self, video: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
+        """The points the neighbour search runs on: ``video`` (N, C, T, H, W) through the
+        bottleneck and the shrink, as (N, P, C') with P = T*H'*W' frame-major, and (T, H', W')."""
         features = video if self.bottleneck is None else self.bottleneck(video)
         t, h, w = features.shape[2:]
         if self.shrink > 1:
@@ -177,9 +184,9 @@ class CPModule(nn.Module):
                                   align_corners=False).unflatten(1, (c, t))
         return delta
 
-    def _as_video(self, x: torch.Tensor, num_clips: Optional[int], num_frames: Optional[int]
-                  ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-        """View ``x`` as (N, C, T, H, W) and return the function mapping a residual back."""
+    def as_video(self, x: torch.Tensor, num_clips: Optional[int] = None,
+                 num_frames: Optional[int] = None) -> torch.Tensor:
+        """``x`` checked and viewed as (N, C, T, H, W) (see ``forward`` for the arguments)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() not in (4, 5):
@@ -193,33 +200,15 @@ class CPModule(nn.Module):
                 f"place it after a layer with {self.in_channels} channels.")
         if x.dim() == 5:
             check_num_frames(x.shape[2])
-            return x, lambda delta: delta
-        num_frames = self._frames_per_clip(x.shape[0], num_clips, num_frames)
-        return frames_to_video(x, num_frames), video_to_frames
+            return x
+        return frames_to_video(x, self._frames_per_clip(x.shape[0], num_clips, num_frames))
 
     def _frames_per_clip(self, batch: int, num_clips: Optional[int],
                          num_frames: Optional[int]) -> int:
         if num_clips is None and num_frames is None:
             num_frames = self.num_frames
-        if num_clips is not None:
-            check_positive_int("num_clips", num_clips)
-            if batch % num_clips:
-                raise ValueError(
-                    f"a (N*T, C, H, W) batch of {batch} frames does not divide into "
-                    f"num_clips={num_clips} clips; pass the number of clips the batch holds.")
-            if num_frames is not None and num_clips * num_frames != batch:
-                raise ValueError(
-                    f"num_clips={num_clips} x num_frames={num_frames} != batch size {batch}; "
-                    f"pass only one of them or make them agree.")
-            num_frames = batch // num_clips
-        elif num_frames is not None:
-            check_positive_int("num_frames", num_frames)
-            if batch % num_frames:
-                raise ValueError(
-                    f"a (N*T, C, H, W) batch of {batch} frames does not divide into clips of "
-                    f"num_frames={num_frames}; pass the T the batch was flattened from.")
-        else:
+        if num_clips is None and num_frames is None:
             raise ValueError(
                 "a (N*T, C, H, W) input needs num_clips or num_frames (forward arguments, or "
                 "num_frames at construction) to split the batch into clips; or pass (N, C, T, H, W).")
-        return check_num_frames(num_frames)
+        return check_num_frames(frames_per_clip(batch, num_clips=num_clips, num_frames=num_frames))

@@ -7,7 +7,9 @@ just after it (after the whole block: Non-local's place). Both are reached by re
 activation with an :class:`ActivationSite` that runs the inserted module next to it. The block's
 own parameter names do not change, so checkpoints of the plain backbone still load.
 
-Which block classes qualify is a registry of :class:`BlockSpec` per framework.
+A block that ends with its residual add (pre-activation designs) has one such point, its
+output: the site then stands in for the whole block in its parent and runs the module after it.
+Which block classes qualify, and how each ends, is the one table of :mod:`cp_plugin.blocks`.
 """
 from __future__ import annotations
 
@@ -19,22 +21,11 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 import torch
 from torch import nn
 
-from .layout import frames_to_video, split_frames, video_to_frames
+from .blocks import BlockSpec, Refusal, UnsupportedBlockError, block_entry
+from .layout import frames_to_video, video_to_frames
+from .state_dict import hide_child_in_state_dict
 
 POSITIONS = ("before_activation", "after_block")
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """How to insert into one residual-block class.
-
-    Attributes:
-        activation: attribute holding the block's final activation, called once at the end.
-        out_channels: the block's output channels, read from a built block.
-    """
-
-    activation: str
-    out_channels: Callable[[nn.Module], int]
 
 
 @dataclass(frozen=True)
@@ -176,7 +167,7 @@ class ActivationSite(nn.Module):
                 f"batch outside a video wrapper's forward, so it cannot tell which frames form a "
                 f"clip; call the wrapper (VideoBackbone, CPBackbone, timm_adapters.VideoModel or "
                 f"VideoFeatures), not its inner backbone.")
-        video = frames_to_video(x, split_frames(x.shape[0], num_clips=layout.num_clips))
+        video = frames_to_video(x, num_clips=layout.num_clips)
         self._check_frames(video.shape[2], layout)
         return video_to_frames(self.module(video))
 
@@ -199,67 +190,172 @@ class ActivationSite(nn.Module):
         return activation
 
 
-def find_blocks(root: nn.Module, specs: Mapping[type, BlockSpec],
-                wrapper_names: Sequence[str] = ("net", "block")) -> Dict[str, Tuple[nn.Module, BlockSpec]]:
-    """Blocks of ``root`` whose class has a spec, keyed by name (``'layer3.1'``).
+@dataclass(frozen=True)
+class FoundBlock:
+    """A supported block of a model, and the attribute a site replaces to reach its place.
 
-    A block wrapped by another module (mmaction2's TSM ``TemporalShift.net``, ``NL3DWrapper.block``)
-    keeps the name of the wrapper's slot, with the ``wrapper_names`` suffixes dropped.
+    Attributes:
+        name: the name users give it (``'layer3.1'``).
+        module: the block.
+        spec: its table entry.
+        owner: the module whose attribute ``slot`` becomes the site: the block itself (its final
+            activation), or the block's parent for a block that ends with its residual add.
+        slot: that attribute's name.
     """
-    found = {}
-    for path, module in root.named_modules():
-        spec = block_spec(module, specs)
-        if spec is None:
+
+    name: str
+    module: nn.Module
+    spec: BlockSpec
+    owner: nn.Module
+    slot: str
+
+
+#: Attributes through which a wrapper holds a block (mmaction2's TSM ``TemporalShift.net``,
+#: ``NL3DWrapper.block``); a block keeps the name of the wrapper's slot.
+WRAPPER_ATTRIBUTES = ("net", "block")
+
+
+def find_blocks(root: nn.Module) -> Dict[str, FoundBlock]:
+    """The blocks of ``root`` whose class the table supports, by name (``'layer3.1'``)."""
+    modules = dict(root.named_modules())
+    found: Dict[str, FoundBlock] = {}
+    for path, module in modules.items():
+        spec = block_entry(module)
+        if not isinstance(spec, BlockSpec) or not path:
             continue
         parts = path.split(".")
-        while len(parts) > 1 and parts[-1] in wrapper_names:
-            parts.pop()
-        found.setdefault(".".join(parts), (module, spec))
+        # The owner of the block's output: up past any sites that already wrap the block.
+        owner_path, slot = parts[:-1], parts[-1]
+        while owner_path and isinstance(modules[".".join(owner_path)], ActivationSite):
+            owner_path, slot = owner_path[:-1], owner_path[-1]
+        name_parts = owner_path + [slot]
+        while len(name_parts) > 1 and name_parts[-1] in WRAPPER_ATTRIBUTES:
+            name_parts.pop()
+        if spec.activation is None:
+            owner = modules[".".join(owner_path)]
+        else:
+            owner, slot = module, spec.activation
+        found.setdefault(".".join(name_parts), FoundBlock(".".join(name_parts), module, spec,
+                                                         owner, slot))
     return found
 
 
-def block_spec(module: nn.Module, specs: Mapping[type, BlockSpec]) -> Optional[BlockSpec]:
-    """The spec of the most specific registered class ``module`` is an instance of, or None."""
-    for cls in type(module).__mro__:
-        if cls in specs:
-            return specs[cls]
-    return None
+def select_blocks(root: nn.Module, names: Sequence[str], what: str = "a module"
+                  ) -> Dict[str, FoundBlock]:
+    """The named blocks of ``root``, or :class:`UnsupportedBlockError` (a ``ValueError``) saying
+    why one cannot take ``what`` (``'a CP module'``) after its residual add."""
+    available = find_blocks(root)
+    modules = dict(root.named_modules())
+    chosen = {}
+    for name in names:
+        if name in available:
+            block = available[name]
+            reason = block.spec.check(block.module) if block.spec.check else None
+            if reason:
+                raise unsupported_block(name, block.module, what, reason,
+                                        "Choose another block of the stage.")
+            chosen[name] = block
+            continue
+        valid = ", ".join(available) or "(none)"
+        module = modules.get(name)
+        if module is None and not available:
+            raise ValueError(
+                f"{type(root).__name__} has no residual block of a supported class, so it has "
+                f"no block named {name!r}; register its block class with "
+                f"cp_plugin.register_block(BlockClass, activation='<attr>') to insert modules.")
+        if module is None:
+            raise ValueError(f"{type(root).__name__} has no block named {name!r}; valid block "
+                             f"names: {valid}")
+        entry = block_entry(module)
+        if isinstance(entry, Refusal):
+            raise unsupported_block(name, module, what, entry.reason, entry.fix)
+        cls = type(module).__name__
+        raise unsupported_block(
+            name, module, what, f"{cls} is not a registered residual-block class",
+            f"If its final activation is a module of its own called once at the end, register it "
+            f"with cp_plugin.register_block({cls}, activation='<attr>'); otherwise choose among: "
+            f"{valid}.")
+    return chosen
+
+
+def unsupported_block(name: str, block: nn.Module, what: str, reason: str,
+                      fix: str) -> UnsupportedBlockError:
+    """The error for a block that cannot take ``what``: names the block, its class and the fix."""
+    cls = type(block)
+    return UnsupportedBlockError(
+        f"block {name!r} ({cls.__module__}.{cls.__qualname__}) cannot take {what}: {reason}. "
+        f"Modules go after the residual add: before the block's final activation, which must "
+        f"be a module of its own called exactly once, or after a block that ends with the add. "
+        f"{fix}")
 
 
 BlockSelection = Union[str, Mapping]
+#: ``probe(root, blocks)`` -> the output channels of each chosen block, measured.
+ChannelProbe = Callable[[nn.Module, Dict[str, FoundBlock]], Dict[str, int]]
 
 
 def insert_modules(root: nn.Module, blocks: Sequence[BlockSelection],
-                   build: Callable[[int, dict], nn.Module], position: str,
-                   specs: Mapping[type, BlockSpec]) -> List[ActivationSite]:
+                   build: Callable[[int, dict], nn.Module], position: str = "before_activation",
+                   probe: Optional[ChannelProbe] = None,
+                   what: str = "a module") -> List[ActivationSite]:
     """Insert ``build(out_channels, overrides)`` at ``position`` in each named block.
+
+    Every module is built before any goes in, so a bad name or option leaves ``root`` unchanged.
 
     Args:
         blocks: block names, or dicts ``dict(block='layer2.0', **overrides)`` whose other keys
             are passed to ``build`` for that block only.
         build: makes the module for a block from its output channels and the overrides.
-        specs: the supported block classes.
+        position: ``'before_activation'`` (after the residual add: CP's place) or
+            ``'after_block'`` (Non-local's); the same place in a block that ends with its add.
+        probe: measures the chosen blocks' output channels (for table entries without
+            ``out_channels``).
+        what: what is inserted, for error messages (``'a CP module'``).
     """
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-    available = find_blocks(root, specs)
-    if not available and blocks:
-        raise ValueError(
-            f"{type(root).__name__} has no residual block of a supported class "
-            f"({', '.join(sorted(c.__name__ for c in specs))}); register its block class with "
-            f"its final-activation attribute to insert modules into it.")
+    entries = [split_block_entry(entry) for entry in blocks]
+    names = [name for name, _ in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"blocks names a block more than once: {names}")
+    chosen = select_blocks(root, names, what)
+    channels = probe(root, chosen) if probe is not None else {
+        name: _out_channels(block) for name, block in chosen.items()}
+    modules = [build(channels[name], overrides) for name, overrides in entries]
+    for name, module in zip(names, modules):
+        _check_free(chosen[name], module)
     sites = []
-    for entry in blocks:
-        name, overrides = split_block_entry(entry)
-        if name not in available:
-            raise ValueError(_unknown_block_message(root, name, available, specs))
-        block, spec = available[name]
-        activation = getattr(block, spec.activation)
-        module = build(spec.out_channels(block), overrides)
-        site = ActivationSite(activation, module, position, block_name=name)
-        setattr(block, spec.activation, site)
+    for name, module in zip(names, modules):
+        block = chosen[name]
+        wraps_block = block.spec.activation is None
+        site = ActivationSite(getattr(block.owner, block.slot), module,
+                              "after_block" if wraps_block else position, block_name=name)
+        if wraps_block:  # the block's own keys stay where they were in state dicts
+            hide_child_in_state_dict(site, "activation")
+        setattr(block.owner, block.slot, site)
         sites.append(site)
     return sites
+
+
+def _out_channels(block: FoundBlock) -> int:
+    if block.spec.out_channels is None:
+        raise ValueError(
+            f"the table entry of {type(block.module).__name__} (block {block.name!r}) gives no "
+            f"out_channels and no probe measured them; register it with out_channels=")
+    return block.spec.out_channels(block.module)
+
+
+def _check_free(block: FoundBlock, module: nn.Module) -> None:
+    current = getattr(block.owner, block.slot)
+    if block.spec.activation is None and isinstance(current, ActivationSite):
+        # A second site would hide the first one's keys as well as the block's.
+        raise ValueError(f"block {block.name!r} already has a module after it "
+                         f"({type(current.module).__name__}); it takes one")
+    while isinstance(current, ActivationSite):
+        if type(current.module) is type(module):
+            raise ValueError(f"block {block.name!r} already has a {type(module).__name__} "
+                             f"inserted")
+        current = current.activation
 
 
 def split_block_entry(entry: BlockSelection) -> Tuple[str, dict]:
@@ -274,16 +370,6 @@ def split_block_entry(entry: BlockSelection) -> Tuple[str, dict]:
         f"per-block options, got {entry!r}")
 
 
-def _unknown_block_message(root: nn.Module, name: str, available: Mapping, specs: Mapping) -> str:
-    valid = ", ".join(available) or "(none)"
-    module = dict(root.named_modules()).get(name)
-    if module is None:
-        return f"{type(root).__name__} has no block named {name!r}; valid block names: {valid}"
-    return (f"{name!r} is a {type(module).__name__}, not a supported residual block (supported: "
-            f"{', '.join(sorted(c.__name__ for c in specs))}); modules go into blocks whose final "
-            f"activation runs once at the end. Valid block names: {valid}")
-
-
 def insertion_sites(root: nn.Module) -> Iterator[ActivationSite]:
     """Every :class:`ActivationSite` below ``root``."""
     return (m for m in root.modules() if isinstance(m, ActivationSite))
@@ -291,7 +377,8 @@ def insertion_sites(root: nn.Module) -> Iterator[ActivationSite]:
 
 @contextlib.contextmanager
 def sites_removed(root: nn.Module) -> Iterator[None]:
-    """Temporarily put the original activations back, e.g. while the plain backbone initialises."""
+    """Temporarily put the original activations (or blocks) back, e.g. while the plain backbone
+    initialises or a probe runs it."""
     replaced = [(parent, name, child) for parent in root.modules()
                 if not isinstance(parent, ActivationSite)
                 for name, child in parent.named_children() if isinstance(child, ActivationSite)]

@@ -9,9 +9,8 @@ module. Here the layers run chunk by chunk over the points and backward recomput
   the map applied to the max (or, for a negative scale, the min) of its pre-BN values: its
   pairs are never needed whole, in forward or backward.
 * BN needs statistics over all pairs before any pair can be normalised, so forward makes one
-  pass over the chunks per BN with batch statistics (combined with Chan et al.'s pairwise
-  update), and backward one pass per such BN below the last, whose input gradient needs sums
-  over all pairs.
+  pass over the chunks per BN with batch statistics (:mod:`cp_plugin.batch_stats`), and
+  backward one pass per such BN below the last, whose input gradient needs sums over all pairs.
 
 :func:`embed_pairs_max` runs every layer so (``recompute=True``), or (the default, faster) only
 the last one, the layers below it running as plain autograd ops on whole pair tensors.
@@ -22,9 +21,10 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from .batch_stats import Moments, all_reduce, sync_group, update_running_stats
 
 __all__ = ["embed_pairs_max"]
 
@@ -80,7 +80,7 @@ def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
     batch_stats = tuple(norm.training or norm.running_mean is None for norm in norms)
     spec = _Spec(batch_stats, tuple(norm.eps for norm in norms),
                  [(norm.running_mean, norm.running_var) for norm in norms],
-                 [_sync_group(norm) if uses_batch else None
+                 [sync_group(norm) if uses_batch else None
                   for norm, uses_batch in zip(norms, batch_stats)])
     params: List[Optional[torch.Tensor]] = []
     for weight, norm in zip(weights, norms):
@@ -89,38 +89,8 @@ def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
     pooled, means, variances = outputs[0], outputs[1::2], outputs[2::2]
     for norm, uses_batch, mean, var, count in zip(norms, batch_stats, means, variances, spec.counts):
         if uses_batch and norm.training and norm.track_running_stats:
-            _update_running_stats(norm, mean, var, count)
+            update_running_stats(norm, mean, var, count)
     return pooled
-
-
-def _sync_group(norm: nn.Module):
-    """The process group whose ranks share ``norm``'s batch statistics, as SyncBatchNorm's
-    forward would decide; None for a plain BN or a single process."""
-    if not (isinstance(norm, nn.SyncBatchNorm) and norm.training
-            and dist.is_available() and dist.is_initialized()):
-        return None
-    group = norm.process_group or dist.group.WORLD
-    return group if dist.get_world_size(group) > 1 else None
-
-
-def _all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
-    if group is not None:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor, group=group)
-    return tensor
-
-
-@torch.no_grad()
-def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
-                          count: int) -> None:
-    """What ``BatchNorm1d.forward`` does to its buffers in training mode."""
-    norm.num_batches_tracked.add_(1)
-    momentum = norm.momentum
-    if momentum is None:  # cumulative moving average
-        momentum = 1.0 / float(norm.num_batches_tracked)
-    unbiased = var * (count / max(count - 1, 1))
-    norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
-    norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
 
 
 class _Spec:
@@ -130,39 +100,6 @@ class _Spec:
         self.batch_stats, self.eps, self.running, self.groups = batch_stats, eps, running, groups
         self.num_layers = len(batch_stats)
         self.counts = [0] * self.num_layers  # pairs behind each BN's statistics, all ranks
-
-
-class _Moments:
-    """Per-channel mean and sum of squared deviations, accumulated chunk by chunk."""
-
-    def __init__(self):
-        self.count, self.mean, self.m2 = 0, None, None
-
-    def add(self, values: torch.Tensor) -> None:
-        flat = values.reshape(-1, values.shape[-1])
-        n = flat.shape[0]
-        # Plain sums over the rows: several times faster here than mean(0) or var_mean.
-        mean = flat.sum(0) / n
-        centred = flat - mean
-        m2 = (centred * centred).sum(0)
-        if self.mean is None:
-            self.count, self.mean, self.m2 = n, mean, m2
-            return
-        delta = mean - self.mean
-        total = self.count + n
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta.pow(2) * (self.count * n / total)
-        self.count = total
-
-    def all_reduce(self, group) -> None:
-        """Combine the moments of every rank in ``group`` (SyncBatchNorm's statistics)."""
-        if group is None:
-            return
-        count = self.mean.new_tensor([float(self.count)])
-        sums = _all_reduce(torch.cat([count, self.mean * self.count]), group)
-        total, mean = sums[0], sums[1:] / sums[0]
-        m2 = _all_reduce(self.m2 + (self.mean - mean).pow(2) * self.count, group)
-        self.count, self.mean, self.m2 = int(total.round()), mean, m2
 
 
 class _Pairs:
@@ -186,7 +123,8 @@ class _Pairs:
         return pairs if self.centre is None else pairs.add_(self.centre[part].unsqueeze(1))
 
     def pre_bn(self, part: slice, upto: int) -> List[torch.Tensor]:
-        """Pre-BN values of layers 0..upto and the post-ReLU values below them, interleaved."""
+        """Pre-BN values of layers 0..upto and the post-ReLU values below them, interleaved:
+        ``[z_0, a_0, z_1, a_1, ..., z_upto]``."""
         x = self.first(part)
         values = []
         for layer in range(upto + 1):
@@ -208,8 +146,10 @@ class _PairEmbeddingMax(torch.autograd.Function):
         channels = gammas[last].shape[0]
         highest = neighbour.new_empty(pairs.rows, channels)
         lowest = neighbour.new_empty(pairs.rows, channels)
+        # One pass per layer, bottom up: a layer's pairs can only be recomputed once the BNs
+        # below it are known, and its own BN needs moments over all of its pairs.
         for layer in range(spec.num_layers):
-            moments = _Moments()
+            moments = Moments()
             if spec.batch_stats[layer] or layer == last:
                 for part in pairs.chunks:
                     z = pairs.pre_bn(part, layer)[-1]
@@ -222,7 +162,7 @@ class _PairEmbeddingMax(torch.autograd.Function):
             if spec.batch_stats[layer]:
                 moments.all_reduce(spec.groups[layer])
                 spec.counts[layer] = moments.count
-                mean, var = moments.mean, moments.m2 / moments.count
+                mean, var = moments.mean, moments.variance
             else:
                 mean, var = (t.to(neighbour.dtype) for t in spec.running[layer])
             scales.append(gammas[layer] * torch.rsqrt(var + spec.eps[layer]))
@@ -246,115 +186,151 @@ class _PairEmbeddingMax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_pooled, *_grad_stats):
-        spec = ctx.spec
+        return _Backward(ctx, grad_pooled).run()
+
+
+class _Backward:
+    """Backward of :class:`_PairEmbeddingMax`, in the passes over the chunks it needs.
+
+    Notation per layer l: z_l the pre-BN values of the pairs, a_l = relu(scale_l z_l + shift_l)
+    their output, dy the gradient at a BN's output. A BN with batch statistics passes back
+    ``scale * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / count)``: its input gradient needs two
+    sums over *all* pairs (of all ranks for a SyncBatchNorm) before any pair's can be formed.
+    """
+
+    def __init__(self, ctx, grad_pooled: torch.Tensor) -> None:
+        spec = self.spec = ctx.spec
         layers = spec.num_layers
-        last = layers - 1
-        centre, neighbour, index, pooled, chosen, *rest = ctx.saved_tensors
+        self.last = layers - 1
+        centre, neighbour, index, self.pooled, self.chosen, *rest = ctx.saved_tensors
         given = iter(rest[:sum(ctx.weight_given)])
-        weights = [next(given) if g else None for g in ctx.weight_given]
+        self.weights = [next(given) if g else None for g in ctx.weight_given]
         rest = rest[sum(ctx.weight_given):]
-        scales, shifts, means, variances = (rest[i * layers:(i + 1) * layers] for i in range(4))
-        invstds = [torch.rsqrt(v + eps) for v, eps in zip(variances, spec.eps)]
-        pairs = _Pairs(centre, neighbour, index, weights, scales, shifts)
-
-        # BN gradients: d gamma = sum(dy * x_hat), d beta = sum(dy), over all pairs. The last
-        # layer's dy is non-zero only at each point's max, so its sums are per point.
-        sum_dy: List[Optional[torch.Tensor]] = [None] * layers
-        sum_dy_xhat: List[Optional[torch.Tensor]] = [None] * layers
-        # What the input gradient of a batch-statistics BN needs: the sums over the pairs of
-        # every rank (SyncBatchNorm), while d gamma and d beta stay this rank's, for DDP to
-        # reduce as it does SyncBatchNorm's.
-        synced: List[Optional[tuple]] = [None] * layers
-
-        def sync(layer):
-            both = _all_reduce(torch.stack([sum_dy[layer], sum_dy_xhat[layer]]), spec.groups[layer])
-            synced[layer] = (both[0], both[1], spec.counts[layer])
-
-        active = grad_pooled * (pooled > 0)
-        positive_pooled = pooled.masked_fill(pooled <= 0, float("nan"))
-        sum_dy[last] = active.sum(0)
-        sum_dy_xhat[last] = (active * (chosen - means[last]) * invstds[last]).sum(0)
-        if spec.batch_stats[last]:
-            sync(last)
-
-        grad_centre = torch.zeros_like(centre) if ctx.needs_input_grad[1] else None
-        grad_neighbour = None
+        self.scales, shifts, self.means, variances = (rest[i * layers:(i + 1) * layers]
+                                                      for i in range(4))
+        self.invstds = [torch.rsqrt(v + eps) for v, eps in zip(variances, spec.eps)]
+        self.pairs = _Pairs(centre, neighbour, index, self.weights, self.scales, shifts)
+        self.index = index
+        self.grad_pooled = grad_pooled
+        # d gamma_l = sum(dy * x_hat), d beta_l = sum(dy): this rank's sums over the pairs.
+        self.sum_dy: List[Optional[torch.Tensor]] = [None] * layers
+        self.sum_dy_xhat: List[Optional[torch.Tensor]] = [None] * layers
+        # The same sums over every rank's pairs, for the input gradient of a batch-statistics
+        # BN; d gamma and d beta stay this rank's, for DDP to reduce as it does SyncBatchNorm's.
+        self.synced: List[Optional[tuple]] = [None] * layers
+        self.grad_centre = torch.zeros_like(centre) if ctx.needs_input_grad[1] else None
+        self.grad_neighbour = None
         if ctx.needs_input_grad[2]:  # accumulated through index, else written chunk by chunk
-            grad_neighbour = torch.empty_like(neighbour) if index is None else torch.zeros_like(
-                neighbour)
-        grad_weights = [None if w is None else torch.zeros_like(w) for w in weights]
+            self.grad_neighbour = (torch.empty_like(neighbour) if index is None
+                                   else torch.zeros_like(neighbour))
+        self.grad_weights = [None if w is None else torch.zeros_like(w) for w in self.weights]
 
-        # A batch-statistics BN needs its sums before any pair's input gradient: one pass per
-        # such layer below the last, from the top, then a final pass all the way down.
+    def run(self) -> tuple:
+        spec, last = self.spec, self.last
+        # Step 1, no recompute: the last BN's dy is non-zero only at each point's max, whose
+        # pre-BN value forward saved (``chosen``), so its sums are per point.
+        self.active = self.grad_pooled * (self.pooled > 0)
+        # A zero max has no gradient: NaN there matches no pair in the tie test of step 3.
+        self.positive_pooled = self.pooled.masked_fill(self.pooled <= 0, float("nan"))
+        self.sum_dy[last] = self.active.sum(0)
+        self.sum_dy_xhat[last] = (self.active * (self.chosen - self.means[last])
+                                  * self.invstds[last]).sum(0)
+        if spec.batch_stats[last]:
+            self._sync(last)
+        # Step 2, one recomputing pass per batch-statistics BN below the last, from the top:
+        # each pass carries dy down to that layer and only adds up its sums, which the pass for
+        # the layer below (and the final one) needs to get through it.
         pending = [layer for layer in range(last - 1, -1, -1) if spec.batch_stats[layer]]
-        for stop_at in pending + [None]:
-            for part in pairs.chunks:
-                values = pairs.pre_bn(part, last)  # z_0, a_0, z_1, a_1, ..., z_L
-                z = values[-1]
-                # d loss / d (last BN output), by amax's rule: shared equally between ties.
-                # (A zero max has no gradient: NaN there matches nothing.)
-                y = (z * scales[last] + shifts[last]).clamp_min_(0)
-                is_max = (y == positive_pooled[part].unsqueeze(1)).to(y.dtype)
-                ties = is_max.sum(1, keepdim=True).clamp_min_(1)
-                grad_y = is_max.mul_(grad_pooled[part].unsqueeze(1) / ties)
-                for layer in range(last, -1, -1):
-                    z = values[2 * layer]
-                    if layer == stop_at or (stop_at is None and layer < last
-                                            and not spec.batch_stats[layer]):
-                        # sum(dy * x_hat) = invstd * (sum(dy * z) - mean * sum(dy))
-                        dy = grad_y.sum((0, 1))
-                        dy_z = (grad_y * z).sum((0, 1))
-                        sum_dy[layer] = _add(sum_dy[layer], dy)
-                        sum_dy_xhat[layer] = _add(sum_dy_xhat[layer],
-                                                  (dy_z - means[layer] * dy) * invstds[layer])
-                    if layer == stop_at:
-                        break
-                    if spec.batch_stats[layer]:
-                        # scale * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / count), with the
-                        # part through the statistics written as offset + slope * z.
-                        all_dy, all_dy_xhat, count = synced[layer]
-                        slope = -scales[layer] * invstds[layer] * all_dy_xhat / count
-                        offset = -scales[layer] * all_dy / count - slope * means[layer]
-                        grad_z = torch.addcmul(offset, z, slope).addcmul_(grad_y, scales[layer])
-                    else:
-                        grad_z = grad_y * scales[layer]
-                    need_weight_grad = stop_at is None and grad_weights[layer] is not None
-                    if layer:
-                        below = values[2 * layer - 1]
-                    elif need_weight_grad:
-                        below = pairs.first(part)
-                    if need_weight_grad:
-                        grad_weights[layer] += (grad_z.reshape(-1, grad_z.shape[-1]).t()
-                                                @ below.reshape(-1, below.shape[-1]))
-                    if layer:
-                        grad_y = (grad_z @ weights[layer]).mul_(below > 0)
-                    else:
-                        _to_inputs(grad_z, weights[0], part, index, grad_centre, grad_neighbour)
-            if stop_at is not None:
-                sync(stop_at)
+        for layer in pending:
+            for part in self.pairs.chunks:
+                self._chunk(part, stop_at=layer)
+            self._sync(layer)
+        # Step 3, the final recomputing pass: all the way down, into the weights and the inputs.
+        for part in self.pairs.chunks:
+            self._chunk(part, stop_at=None)
 
         grads = []
-        for layer in range(layers):
-            grads += [grad_weights[layer], sum_dy_xhat[layer], sum_dy[layer]]
-        return (None, grad_centre, grad_neighbour, None, *grads)
+        for layer in range(spec.num_layers):
+            grads += [self.grad_weights[layer], self.sum_dy_xhat[layer], self.sum_dy[layer]]
+        return (None, self.grad_centre, self.grad_neighbour, None, *grads)
 
+    def _sync(self, layer: int) -> None:
+        both = all_reduce(torch.stack([self.sum_dy[layer], self.sum_dy_xhat[layer]]),
+                          self.spec.groups[layer])
+        self.synced[layer] = (both[0], both[1], self.spec.counts[layer])
 
-def _to_inputs(grad_z, weight, part, index, grad_centre, grad_neighbour) -> None:
-    """Send the first layer's gradient (points, k, C) back to centre and neighbour."""
-    if index is None:  # neighbour holds the pairs themselves (and there is no centre)
-        if grad_neighbour is None:
+    def _chunk(self, part: slice, stop_at: Optional[int]) -> None:
+        """Recompute the chunk's pairs at every layer and carry the gradient down from the max,
+        to layer ``stop_at`` (adding up its BN sums) or, for None, into weights and inputs."""
+        spec, last = self.spec, self.last
+        values = self.pairs.pre_bn(part, last)  # z_0, a_0, z_1, a_1, ..., z_L
+        grad_y = self._grad_at_max(part, values[-1])
+        for layer in range(last, -1, -1):
+            z = values[2 * layer]
+            # This pass owns the BN sums of layer ``stop_at``; the final pass those of the BNs
+            # with running statistics (which need no cross-pair sums, hence no pass of their own).
+            if layer == stop_at or (stop_at is None and layer < last
+                                    and not spec.batch_stats[layer]):
+                self._add_bn_sums(layer, grad_y, z)
+            if layer == stop_at:
+                return
+            grad_z = self._through_bn(layer, grad_y, z)
+            final = stop_at is None
+            below = values[2 * layer - 1] if layer else None
+            if final and self.grad_weights[layer] is not None:
+                inputs = below if layer else self.pairs.first(part)
+                self.grad_weights[layer] += (grad_z.reshape(-1, grad_z.shape[-1]).t()
+                                             @ inputs.reshape(-1, inputs.shape[-1]))
+            if layer:
+                grad_y = (grad_z @ self.weights[layer]).mul_(below > 0)  # through the ReLU
+            else:
+                self._to_inputs(grad_z, part)
+
+    def _grad_at_max(self, part: slice, z_last: torch.Tensor) -> torch.Tensor:
+        """d loss / d (last layer's output) per pair, by amax's rule: the point's gradient,
+        shared equally between the pairs tied at its max, zero elsewhere."""
+        y = (z_last * self.scales[self.last] + self.pairs.shifts[self.last]).clamp_min_(0)
+        is_max = (y == self.positive_pooled[part].unsqueeze(1)).to(y.dtype)
+        ties = is_max.sum(1, keepdim=True).clamp_min_(1)
+        return is_max.mul_(self.grad_pooled[part].unsqueeze(1) / ties)
+
+    def _add_bn_sums(self, layer: int, grad_y: torch.Tensor, z: torch.Tensor) -> None:
+        # sum(dy * x_hat) = invstd * (sum(dy * z) - mean * sum(dy))
+        dy = grad_y.sum((0, 1))
+        dy_z = (grad_y * z).sum((0, 1))
+        self.sum_dy[layer] = _add(self.sum_dy[layer], dy)
+        self.sum_dy_xhat[layer] = _add(self.sum_dy_xhat[layer],
+                                       (dy_z - self.means[layer] * dy) * self.invstds[layer])
+
+    def _through_bn(self, layer: int, grad_y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """dy at a BN's output -> the gradient at its input z."""
+        scale = self.scales[layer]
+        if not self.spec.batch_stats[layer]:
+            return grad_y * scale
+        # The part through the statistics is linear in z: offset + slope * z.
+        all_dy, all_dy_xhat, count = self.synced[layer]
+        slope = -scale * self.invstds[layer] * all_dy_xhat / count
+        offset = -scale * all_dy / count - slope * self.means[layer]
+        return torch.addcmul(offset, z, slope).addcmul_(grad_y, scale)
+
+    def _to_inputs(self, grad_z: torch.Tensor, part: slice) -> None:
+        """Send the first layer's gradient (points, k, C) back to centre and neighbour."""
+        weight, index = self.weights[0], self.index
+        grad_centre, grad_neighbour = self.grad_centre, self.grad_neighbour
+        if index is None:  # neighbour holds the pairs themselves (and there is no centre)
+            if grad_neighbour is None:
+                return
+            if weight is None:
+                grad_neighbour[part] = grad_z
+            else:  # straight into place: no temporary to copy
+                torch.matmul(grad_z, weight, out=grad_neighbour[part])
             return
-        if weight is None:
-            grad_neighbour[part] = grad_z
-        else:  # straight into place: no temporary to copy
-            torch.matmul(grad_z, weight, out=grad_neighbour[part])
-        return
-    grad_pairs = grad_z if weight is None else grad_z @ weight
-    if grad_centre is not None:
-        torch.sum(grad_pairs, 1, out=grad_centre[part])
-    if grad_neighbour is not None:
-        grad_neighbour.index_add_(0, index[part].reshape(-1),
-                                  grad_pairs.reshape(-1, grad_pairs.shape[-1]))
+        grad_pairs = grad_z if weight is None else grad_z @ weight
+        if grad_centre is not None:
+            torch.sum(grad_pairs, 1, out=grad_centre[part])
+        if grad_neighbour is not None:
+            grad_neighbour.index_add_(0, index[part].reshape(-1),
+                                      grad_pairs.reshape(-1, grad_pairs.shape[-1]))
 
 
 def _add(total: Optional[torch.Tensor], value: torch.Tensor) -> torch.Tensor:

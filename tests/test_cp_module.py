@@ -169,7 +169,7 @@ def test_shrink_needs_a_large_enough_map():
 def test_coordinates_are_the_papers_locations():
     """Point (t, h, w) of a T=2, H=2, W=3 grid sits at (t/T, h/H, w/W), frame-major; the fast
     path's coordinates equal the reference's."""
-    from cp_plugin.cp_module import frame_coordinates
+    from cp_plugin.layout import frame_coordinates
     from cp_plugin.reference import nearest_rows, point_coordinates
 
     pinned = torch.tensor([

@@ -211,7 +211,8 @@ def test_registry_names():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(cp_blocks=["layer9.0"]), r"no block named 'layer9.0'; valid block names: layer1.0, "),
-    (dict(cp_blocks=["layer2"]), r"'layer2' is a Sequential, not a supported residual block"),
+    (dict(cp_blocks=["layer2"]), r"'layer2' \(torch\.nn\..*Sequential\) cannot take a CPModule: "
+                                 r"Sequential is not a registered residual-block class"),
     (dict(cp_blocks="resnet1000"), r"unknown insertions\[0\].blocks preset 'resnet1000'"),
     (dict(cp_blocks=[3]), r"each block entry must be a name"),
 ])
@@ -221,9 +222,13 @@ def test_bad_block_selection(kwargs, match):
 
 
 def test_backbone_without_supported_blocks():
-    with pytest.raises(ValueError, match="MobileNetV2 has no residual block of a supported class"):
+    with pytest.raises(ValueError, match=r"InvertedResidual\) cannot take a CPModule.*not a "
+                                         r"registered residual-block class.*register_block"):
         MODELS.build(dict(type="CPBackbone", backbone=dict(type="MobileNetV2"),
                           cp_blocks=["layer1.0"]))
+    with pytest.raises(ValueError, match="MobileNetV2 has no residual block of a supported class"):
+        MODELS.build(dict(type="CPBackbone", backbone=dict(type="MobileNetV2"),
+                          cp_blocks=["layer9.0"]))
 
 
 def test_frames_without_num_segments():

@@ -149,7 +149,7 @@ def test_torchvision_resnet_is_refused():
 
 def test_bad_selections_leave_the_model_unchanged():
     model = timm.create_model("resnet18")
-    with pytest.raises(ValueError, match=r"no module named 'layer9\.0'.*layer1\.0, layer1\.1"):
+    with pytest.raises(ValueError, match=r"no block named 'layer9\.0'.*layer1\.0, layer1\.1"):
         insert_cp(model, ["layer2.0", "layer9.0"])
     with pytest.raises(UnsupportedBlockError,
                        match=r"'layer3' \(torch\.nn.*Sequential\).*register_block"):
@@ -163,7 +163,7 @@ def test_bad_selections_leave_the_model_unchanged():
     assert not list(insertion_sites(model))
     video = VideoModel(model)
     insert_cp(video, ["layer3.1"], k=2)  # into the image model of a VideoModel
-    with pytest.raises(ValueError, match="already has a CP module"):
+    with pytest.raises(ValueError, match="already has a CPModule inserted"):
         insert_cp(model, ["layer3.1"])
 
 
@@ -196,8 +196,7 @@ def toy_net(block_class):
 
 def test_register_block_and_probe(monkeypatch):
     # Registrations made here end with the test.
-    monkeypatch.setattr(timm_adapters.blocks, "_SUPPORTED", dict(timm_adapters.blocks._SUPPORTED))
-    monkeypatch.setattr(timm_adapters.blocks, "_REFUSED", dict(timm_adapters.blocks._REFUSED))
+    monkeypatch.setattr(cp_plugin.blocks, "_TABLE", dict(cp_plugin.blocks._TABLE))
     model = toy_net(AddThenAct)
     with pytest.raises(UnsupportedBlockError, match=r"AddThenAct is not a registered.*"
                        r"register_block\(AddThenAct, activation='<attr>'\)"):

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from cp_plugin import CPModule
-from cp_plugin.cp_module import frame_coordinates
+from cp_plugin.layout import frame_coordinates
 from shrink import shrink_config
 from tools import visualize_proposals as tool
 
@@ -21,7 +21,7 @@ def brute_force(module: CPModule, video: torch.Tensor, query: int, proposals):
     and which proposals are in A(i0), pair by pair from the module's layers."""
     module.eval()
     with torch.no_grad():
-        points, grid = module._search_points(video[:1])
+        points, grid = module.search_points(video[:1])
         f = points[0]
         coords = frame_coordinates(*grid)
         frame = torch.arange(f.shape[0]) // (grid[1] * grid[2])

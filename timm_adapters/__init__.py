@@ -1,11 +1,12 @@
 """timm side of cp_plugin: CP modules in timm ResNet-family models.
 
-``import timm_adapters`` registers the ``cpnet_resnet18/34/50/101`` model names with timm and,
-when mmaction2 is installed, the ``TimmCPBackbone`` backbone with mmaction2.
+``import timm_adapters`` registers the ``cpnet_resnet18/34/50/101`` model names with timm, enters
+timm's residual blocks in cp_plugin's block table (:mod:`.catalogue`) and, when mmaction2 is
+installed, registers the ``TimmCPBackbone`` backbone with mmaction2.
 
 - :func:`insert_cp` puts CP modules into a timm model's residual blocks (by name or preset);
-  :func:`register_block` adds block classes, unsupported blocks raise
-  :class:`UnsupportedBlockError`.
+  :func:`register_block` (cp_plugin's one block table) adds block classes, unsupported blocks
+  raise :class:`UnsupportedBlockError`.
 - :class:`VideoModel` runs the image model on clips (N, C, T, H, W) (C2D) with timm's model API;
   :class:`VideoFeatures` does the same for ``features_only`` models.
 - :func:`create_video_model` does both for any timm model name.
@@ -19,12 +20,17 @@ except ImportError as error:
         f"with: pip install \"cp-plugin[timm]\"") from error
 
 import cp_plugin  # noqa: F401  (repairs mmaction2's install before anything imports it)
+from cp_plugin.blocks import (BlockSpec, UnsupportedBlockError, refuse_block, register_block,
+                              supported_blocks)
 
-from .blocks import (TimmBlock, UnsupportedBlockError, candidate_blocks, insert_cp, probe_blocks,
-                     refuse_block, register_block, supported_blocks)
+from .insert import candidate_blocks, insert_cp
 from .models import (cpnet_resnet18, cpnet_resnet34, cpnet_resnet50, cpnet_resnet101,
                      create_video_model)
+from .probe import probe_blocks
 from .video import VideoFeatures, VideoModel
+
+#: The table entry type, under the name this package gave it before the table was shared.
+TimmBlock = BlockSpec
 
 __all__ = ["insert_cp", "register_block", "refuse_block", "supported_blocks", "candidate_blocks",
            "probe_blocks", "TimmBlock", "UnsupportedBlockError", "VideoModel",

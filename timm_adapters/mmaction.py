@@ -14,7 +14,7 @@ from mmengine.model import BaseModule
 
 from cp_plugin.insertion import sites_removed
 
-from .blocks import BlockList
+from .insert import BlockList
 from .models import create_video_model
 
 

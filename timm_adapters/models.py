@@ -20,7 +20,7 @@ from torch import nn
 
 from cp_plugin.presets import CP_PRESETS
 
-from .blocks import CP_OPTIONS, BlockList, insert_cp
+from .insert import CP_OPTIONS, BlockList, insert_cp
 from .video import VideoFeatures, VideoModel
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from cp_plugin.insertion import ClipLayout, clip_layout, keep_layout_for_recompute
 from cp_plugin.layout import frames_to_video, video_to_frames
-from cp_plugin.state_dict import hide_backbone_in_state_dict
+from cp_plugin.state_dict import hide_child_in_state_dict
 
 POOLS = ("avg", "max")
 
@@ -27,8 +27,9 @@ def _check_pool(global_pool: str) -> str:
     return global_pool
 
 
-class _ClipsAsFrames(nn.Module):
-    """Shared part: hold the image model, turn clips into frames, tell the CP sites N."""
+class ClipsAsFrames(nn.Module):
+    """What both wrappers share: hold the image model, turn clips into frames, tell the CP
+    sites the clip layout of the call."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -36,7 +37,7 @@ class _ClipsAsFrames(nn.Module):
             raise TypeError(
                 f"backbone must be a timm model (nn.Module), got {type(backbone).__name__}")
         self.backbone = backbone
-        hide_backbone_in_state_dict(self)  # plain timm checkpoints load into the wrapper
+        hide_child_in_state_dict(self)  # plain timm checkpoints load into the wrapper
 
     def _run(self, function, x: torch.Tensor):
         """``function`` (the image model or one of its methods) on the frames of clips ``x``;
@@ -68,7 +69,7 @@ class _ClipsAsFrames(nn.Module):
         return getattr(self.backbone, "feature_info", None)
 
 
-class VideoModel(_ClipsAsFrames):
+class VideoModel(ClipsAsFrames):
     """A timm classifier as a C2D video classifier: per-frame 2D model, then pool T, H, W.
 
     Args:
@@ -105,7 +106,7 @@ class VideoModel(_ClipsAsFrames):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) clips -> (N, C', T, H', W') unpooled features."""
         features, layout = self._run(self.backbone.forward_features, x)
-        return frames_to_video(features, features.shape[0] // layout.num_clips)
+        return frames_to_video(features, num_clips=layout.num_clips)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C', T, H', W') features -> (N, num_classes) logits (or pooled features)."""
@@ -150,7 +151,7 @@ def _under_backbone(spec):
     return r"^backbone\.(?:" + re.sub(r"(?<!\[)\^", "", spec) + ")"
 
 
-class VideoFeatures(_ClipsAsFrames):
+class VideoFeatures(ClipsAsFrames):
     """A timm ``features_only`` model on clips (N, C, T, H, W) -> maps (N, C_i, T, H_i, W_i).
 
     Returns a list (or a dict, for ``feature_cls='dict'``) like the image model does;
@@ -160,5 +161,5 @@ class VideoFeatures(_ClipsAsFrames):
     def forward(self, x: torch.Tensor) -> Union[List[torch.Tensor], Dict[str, torch.Tensor]]:
         out, layout = self._run(self.backbone, x)
         if isinstance(out, dict):
-            return {k: frames_to_video(v, v.shape[0] // layout.num_clips) for k, v in out.items()}
-        return [frames_to_video(v, v.shape[0] // layout.num_clips) for v in out]
+            return {k: frames_to_video(v, num_clips=layout.num_clips) for k, v in out.items()}
+        return [frames_to_video(v, num_clips=layout.num_clips) for v in out]

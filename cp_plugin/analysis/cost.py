@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, Sequence
 
-from ..cp_module import CPModule, _NUM_COORDS
+from ..cp_module import CPModule
+from ..layout import COORDINATE_DIMS
 
 
 def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, int]:
@@ -42,7 +43,7 @@ def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, in
         search=points * candidates * (searched + 1),
         # The first layer as two per-point projections plus the coordinates' term (once per
         # clip position), then every later layer on the k pairs of every point.
-        embedding=2 * points * searched * widths[0] + steps * per_frame * _NUM_COORDS * widths[0]
+        embedding=2 * points * searched * widths[0] + steps * per_frame * COORDINATE_DIMS * widths[0]
         + sum(points * k * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:])),
         output=points * widths[-1] * channels,
         norm=(inputs * searched if bottleneck else 0) + points * k * sum(widths)

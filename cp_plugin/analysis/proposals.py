@@ -11,7 +11,8 @@ from typing import Tuple
 
 import torch
 
-from ..cp_module import CPModule, frame_coordinates
+from ..cp_module import CPModule
+from ..layout import frame_coordinates
 from ..knn import other_frame_knn
 
 __all__ = ["Proposals", "inspect_proposals", "pair_embeddings"]
@@ -68,8 +69,10 @@ def inspect_proposals(module: CPModule, video: torch.Tensor) -> Proposals:
     """
     if not isinstance(module, CPModule):
         raise TypeError(f"module must be a CPModule, got {type(module).__name__}")
-    video, _ = module._as_video(video, None, None)
-    points, grid = module._search_points(video)
+    if not isinstance(video, torch.Tensor) or video.dim() != 5:
+        raise ValueError(f"video must be (N, C, T, H, W), got "
+                         f"{tuple(video.shape) if isinstance(video, torch.Tensor) else video!r}")
+    points, grid = module.search_points(module.as_video(video))
     neighbours = other_frame_knn(points, grid[0], module.k)
     embeddings = pair_embeddings(module, points, grid, neighbours)  # (N, P, k, C_last)
     best = embeddings.amax(dim=2, keepdim=True)

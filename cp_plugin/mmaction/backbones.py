@@ -1,52 +1,45 @@
 """mmaction2 backbones with modules inside their residual blocks: ``VideoBackbone``, ``CPBackbone``."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
+from mmaction.models.backbones import C2D
+from mmaction.models.backbones.resnet import BasicBlock, Bottleneck
+from mmaction.models.backbones.resnet3d import BasicBlock3d, Bottleneck3d
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..insertion import (BlockSpec, ClipLayout, clip_layout, insert_modules, insertion_sites,
+from ..blocks import register_block
+from ..insertion import (ClipLayout, clip_layout, find_blocks, insert_modules, insertion_sites,
                          sites_removed)
-from ..layout import frames_to_video, split_frames, video_to_frames
+from ..layout import frames_per_clip, frames_to_video, video_to_frames
 from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
-from ..state_dict import hide_backbone_in_state_dict
+from ..state_dict import hide_child_in_state_dict
 
 # Presets by the type of the inserted module.
 PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS,
                    "FusedNonLocal3d": NONLOCAL_PRESETS}
 
-_EXTRA_BLOCK_SPECS: Dict[type, BlockSpec] = {}
+
+def _last_conv(name: str) -> Callable[[nn.Module], int]:
+    return lambda block: getattr(block, name).conv.out_channels
 
 
-def register_block(block_class: type, spec: BlockSpec) -> None:
-    """Let modules be inserted into another residual-block class (see :class:`BlockSpec`)."""
-    _EXTRA_BLOCK_SPECS[block_class] = spec
-
-
-def block_specs() -> Dict[type, BlockSpec]:
-    """mmaction2's residual blocks: each ends with ``out = self.relu(out + identity)``."""
-    from mmaction.models.backbones.resnet import BasicBlock, Bottleneck
-    from mmaction.models.backbones.resnet3d import BasicBlock3d, Bottleneck3d
-
-    def last_conv(name):
-        return lambda block: getattr(block, name).conv.out_channels
-
-    specs = {BasicBlock: BlockSpec("relu", last_conv("conv2")),
-             Bottleneck: BlockSpec("relu", last_conv("conv3")),
-             BasicBlock3d: BlockSpec("relu", last_conv("conv2")),
-             Bottleneck3d: BlockSpec("relu", last_conv("conv3"))}
-    specs.update(_EXTRA_BLOCK_SPECS)
-    return specs
+# mmaction2's residual blocks all end with ``out = self.relu(out + identity)``.
+register_block(BasicBlock, "relu", out_channels=_last_conv("conv2"))
+register_block(Bottleneck, "relu", out_channels=_last_conv("conv3"))
+register_block(BasicBlock3d, "relu", out_channels=_last_conv("conv2"), on_frames=False)
+register_block(Bottleneck3d, "relu", out_channels=_last_conv("conv3"), on_frames=False)
 
 
 def takes_frames(backbone: nn.Module) -> bool:
-    """Whether an mmaction2 backbone runs on frames (N*T, C, H, W) rather than clips."""
-    from mmaction.models.backbones import C2D, ResNet
-
-    return isinstance(backbone, ResNet) and not isinstance(backbone, C2D)
+    """Whether a backbone runs on frames (N*T, C, H, W) rather than clips: its blocks do, and it
+    is not mmaction2's C2D, the one 2D backbone that takes clips and flattens them itself."""
+    blocks = find_blocks(backbone).values()
+    return (bool(blocks) and all(block.spec.on_frames for block in blocks)
+            and not isinstance(backbone, C2D))
 
 
 @MODELS.register_module()
@@ -86,12 +79,11 @@ class VideoBackbone(BaseModule):
         self.frame_input = takes_frames(self.backbone)
         self.num_segments = num_segments or getattr(self.backbone, "num_segments", None)
         self.test_num_segments = test_num_segments or self.num_segments
-        specs = block_specs()
         for index, insertion in enumerate(insertions):
-            self._insert(dict(insertion), f"insertions[{index}]", specs)
-        hide_backbone_in_state_dict(self)
+            self._insert(dict(insertion), f"insertions[{index}]")
+        hide_child_in_state_dict(self)
 
-    def _insert(self, insertion: dict, where: str, specs) -> None:
+    def _insert(self, insertion: dict, where: str) -> None:
         unknown = set(insertion) - {"blocks", "position", "module"}
         if unknown or "module" not in insertion:
             raise ValueError(f"{where} must be dict(blocks=..., position=..., module=dict(type=...)), "
@@ -103,8 +95,8 @@ class VideoBackbone(BaseModule):
         def build(channels: int, overrides: dict) -> nn.Module:
             return MODELS.build({**defaults, **module_cfg, **overrides, "in_channels": channels})
 
-        insert_modules(self.backbone, blocks, build,
-                       insertion.get("position", "before_activation"), specs)
+        insert_modules(self.backbone, blocks, build, insertion.get("position", "before_activation"),
+                       what=f"a {module_cfg.get('type')}")
 
     def __getattr__(self, name: str):
         # Heads and recognizers read attributes such as feat_dim from the backbone.
@@ -161,7 +153,7 @@ class VideoBackbone(BaseModule):
                     f"{type(self).__name__} got frames (N*T, C, H, W) but no {key}; set {key}=T "
                     f"(frames per view) in its config or feed clips (N, C, T, H, W) via "
                     f"Recognizer3D")
-            split_frames(x.shape[0], num_frames=segments, num_frames_name=key)
+            frames_per_clip(x.shape[0], num_frames=segments, num_frames_name=key)
             layout = ClipLayout(num_clips=x.shape[0] // segments, input_frames=segments)
         else:
             raise ValueError(f"input must be (N, C, T, H, W) or (N*T, C, H, W), got {tuple(x.shape)}")
@@ -171,8 +163,8 @@ class VideoBackbone(BaseModule):
         if not clips_to_frames:
             return out
         if isinstance(out, tuple):
-            return tuple(frames_to_video(o, o.shape[0] // layout.num_clips) for o in out)
-        return frames_to_video(out, out.shape[0] // layout.num_clips)
+            return tuple(frames_to_video(o, num_clips=layout.num_clips) for o in out)
+        return frames_to_video(out, num_clips=layout.num_clips)
 
 
 @MODELS.register_module()
