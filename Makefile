@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test bench demo clean
+.PHONY: venv test test-quick bench demo clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ test: venv
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# The inner loop: every test but those marked slow (training runs, subprocesses, distributed).
+test-quick: venv
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
 
 bench: venv
 	$(PY) -m benchmarks

@@ -130,6 +130,19 @@ class ActivationSite(nn.Module):
         module: the module to run beside it (``in_channels`` = the block's output channels).
         position: ``'before_activation'`` or ``'after_block'``.
         block_name: the block's name in its backbone (``'layer3.1'``), for error messages.
+
+    Shape:
+        - Input: what the block's activation gets: (N*T, C, H, W) frames inside a video
+          wrapper's forward, or (N, C, T, H, W) clips.
+        - Output: the same shape.
+
+    Examples::
+
+        >>> from cp_plugin import CPModule
+        >>> site = ActivationSite(nn.ReLU(), CPModule(8, k=2), "before_activation", "layer1.0")
+        >>> with clip_layout(site, ClipLayout(num_clips=2, input_frames=3)):
+        ...     site(torch.randn(6, 8, 4, 4)).shape
+        torch.Size([6, 8, 4, 4])
     """
 
     def __init__(self, activation: nn.Module, module: nn.Module, position: str,

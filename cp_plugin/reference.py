@@ -48,24 +48,39 @@ class ReferenceCPModule(nn.Module):
 
     Takes :class:`cp_plugin.CPModule`'s arguments; those that only choose how the fast path
     computes (``knn_chunk_size``, ``checkpoint_pairs``, ``num_frames``) are accepted and ignored.
-    Input: clips (N, C, T, H, W) only.
+
+    Shape:
+        - Input: clips (N, C, T, H, W) only, T >= 2.
+        - Output: the same shape.
+
+    Examples::
+
+        >>> ref = ReferenceCPModule(16, k=4)
+        >>> ref(torch.randn(1, 16, 3, 4, 4)).shape
+        torch.Size([1, 16, 3, 4, 4])
     """
 
     def __init__(self, in_channels: int, k: int = 8, mlp_channels: Optional[Sequence[int]] = None,
-                 bottleneck_channels: Optional[int] = None, shrink: int = 1,
-                 **fast_path_options) -> None:
+                 bottleneck_channels: Optional[int] = None, shrink: int = 1, device=None,
+                 dtype=None, **fast_path_options) -> None:
         super().__init__()
         self.k, self.shrink = k, shrink
+        factory = dict(device=device, dtype=dtype)
         searched = bottleneck_channels or in_channels
         self.bottleneck = None if bottleneck_channels is None else nn.Sequential(
-            nn.Conv3d(in_channels, searched, 1, bias=False), nn.BatchNorm3d(searched))
+            nn.Conv3d(in_channels, searched, 1, bias=False, **factory),
+            nn.BatchNorm3d(searched, **factory))
         widths = [3 + 2 * searched, *(mlp_channels or (max(1, searched // 4), max(1, searched // 2)))]
         self.mlp = nn.ModuleList(
-            nn.Sequential(nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU())
+            nn.Sequential(nn.Linear(a, b, bias=False, **factory), nn.BatchNorm1d(b, **factory),
+                          nn.ReLU())
             for a, b in zip(widths[:-1], widths[1:]))
-        self.out_proj = nn.Linear(widths[-1], in_channels, bias=False)
-        self.out_norm = nn.BatchNorm1d(in_channels)
+        self.out_proj = nn.Linear(widths[-1], in_channels, bias=False, **factory)
+        self.out_norm = nn.BatchNorm1d(in_channels, **factory)
         nn.init.zeros_(self.out_norm.weight)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, shrink={self.shrink}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = x.shape

@@ -77,9 +77,22 @@ class VideoModel(ClipsAsFrames):
             possibly with CP modules inserted by :func:`timm_adapters.insert_cp`.
         global_pool: ``'avg'`` (the paper's global average over T, H, W) or ``'max'``.
 
-    Input (N, C, T, H, W); T may differ between calls (train on 8 frames, test on 16). The
-    classifier is the image model's own head, applied to the pooled clip features. State-dict
-    keys are the image model's (plus ``<block>.<act>.module.*`` for CP modules).
+    T may differ between calls (train on 8 frames, test on 16). The classifier is the image
+    model's own head, applied to the pooled clip features. State-dict keys are the image model's
+    (plus ``<block>.<act>.module.*`` for CP modules).
+
+    Shape:
+        - Input: clips (N, C, T, H, W).
+        - Output: (N, num_classes) logits; ``forward_features`` gives (N, C', T, H', W').
+
+    Examples::
+
+        >>> import timm
+        >>> from timm_adapters import VideoModel, insert_cp
+        >>> image_model = timm.create_model("resnet18", num_classes=10)
+        >>> _ = insert_cp(image_model, ["layer3.1"], k=4)
+        >>> VideoModel(image_model)(torch.randn(2, 3, 4, 64, 64)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, backbone: nn.Module, global_pool: str = "avg") -> None:
@@ -156,6 +169,18 @@ class VideoFeatures(ClipsAsFrames):
 
     Returns a list (or a dict, for ``feature_cls='dict'``) like the image model does;
     ``feature_info`` is the image model's.
+
+    Shape:
+        - Input: clips (N, C, T, H, W).
+        - Output: per feature level i, (N, C_i, T, H_i, W_i).
+
+    Examples::
+
+        >>> import timm
+        >>> from timm_adapters import VideoFeatures
+        >>> features = VideoFeatures(timm.create_model("resnet18", features_only=True))
+        >>> [f.shape[1:3] for f in features(torch.randn(1, 3, 4, 64, 64))][-1]
+        torch.Size([512, 4])
     """
 
     def forward(self, x: torch.Tensor) -> Union[List[torch.Tensor], Dict[str, torch.Tensor]]:

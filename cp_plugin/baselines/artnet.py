@@ -44,10 +44,11 @@ def _triple(name: str, value: Union[int, Tuple[int, int, int]]) -> Triple:
 
 
 def _conv(in_channels: int, out_channels: int, kernel: Triple, stride=1,
-          padding_mode: str = "zeros") -> nn.Conv3d:
+          padding_mode: str = "zeros", **factory) -> nn.Conv3d:
     """Bias-free Conv3d with 'same' padding (k // 2); every conv here is followed by a BN."""
     return nn.Conv3d(in_channels, out_channels, kernel, stride=stride,
-                     padding=tuple(k // 2 for k in kernel), bias=False, padding_mode=padding_mode)
+                     padding=tuple(k // 2 for k in kernel), bias=False, padding_mode=padding_mode,
+                     **factory)
 
 
 def _check_video(x: torch.Tensor, channels: int, who: str) -> None:
@@ -109,12 +110,24 @@ class SMARTBlock(nn.Module):
         stride: int or (T, H, W) stride of both branch convs.
         stem: add BN + ReLU after the reduction (the block used as a network's first layer).
         padding_mode: padding of both branch convs (``nn.Conv3d``'s; the toy uses 'circular').
+        device, dtype: where and in which dtype to create the parameters, as in ``torch.nn``.
+
+    Shape:
+        - Input: (N, in_channels, T, H, W).
+        - Output: (N, out_channels, T', H', W'), each of T, H, W divided by its stride (rounded up).
+
+    Examples::
+
+        >>> block = SMARTBlock(3, 64, spatial_kernel=7, stride=2)
+        >>> block(torch.randn(1, 3, 8, 32, 32)).shape
+        torch.Size([1, 64, 4, 16, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, spatial_kernel: int = 3,
                  temporal_kernel: int = 3, stride: Union[int, Triple] = (1, 1, 1),
-                 stem: bool = False, padding_mode: str = "zeros") -> None:
+                 stem: bool = False, padding_mode: str = "zeros", device=None, dtype=None) -> None:
         super().__init__()
+        factory = dict(device=device, dtype=dtype)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         if out_channels % 2:
@@ -129,14 +142,16 @@ class SMARTBlock(nn.Module):
         self.relation_channels = out_channels // 2
 
         c, ks = out_channels, spatial_kernel
-        self.appearance_conv = _conv(in_channels, c, (1, ks, ks), self.stride, padding_mode)
-        self.appearance_bn = nn.BatchNorm3d(c)
+        self.appearance_conv = _conv(in_channels, c, (1, ks, ks), self.stride, padding_mode,
+                                     **factory)
+        self.appearance_bn = nn.BatchNorm3d(c, **factory)
         self.relation_conv = _conv(in_channels, c, (temporal_kernel, ks, ks), self.stride,
-                                   padding_mode)
-        self.relation_bn = nn.BatchNorm3d(c)
-        self.pool_bn = nn.BatchNorm3d(self.relation_channels)
-        self.reduce = _conv(c + self.relation_channels, c, (1, 1, 1))
-        self.out = nn.Sequential(nn.BatchNorm3d(c), nn.ReLU(inplace=True)) if stem else nn.Identity()
+                                   padding_mode, **factory)
+        self.relation_bn = nn.BatchNorm3d(c, **factory)
+        self.pool_bn = nn.BatchNorm3d(self.relation_channels, **factory)
+        self.reduce = _conv(c + self.relation_channels, c, (1, 1, 1), **factory)
+        self.out = (nn.Sequential(nn.BatchNorm3d(c, **factory), nn.ReLU(inplace=True)) if stem
+                    else nn.Identity())
         caffe_xavier_init_(self)
 
     def appearance(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,14 +186,15 @@ class _ResidualUnit(nn.Module):
     3x3x3 strided conv without BN, as in the prototxt -- while an identity shortcut adds the raw x.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, smart: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, smart: bool,
+                 **factory) -> None:
         super().__init__()
-        self.pre = nn.Sequential(nn.BatchNorm3d(in_channels), nn.ReLU(inplace=True))
-        self.conv1 = nn.Sequential(_conv(in_channels, out_channels, (3, 3, 3), stride),
-                                   nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True))
-        self.conv2 = (SMARTBlock(out_channels, out_channels, 3, 3) if smart
-                      else _conv(out_channels, out_channels, (3, 3, 3)))
-        self.shortcut = (_conv(in_channels, out_channels, (3, 3, 3), stride)
+        self.pre = nn.Sequential(nn.BatchNorm3d(in_channels, **factory), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(_conv(in_channels, out_channels, (3, 3, 3), stride, **factory),
+                                   nn.BatchNorm3d(out_channels, **factory), nn.ReLU(inplace=True))
+        self.conv2 = (SMARTBlock(out_channels, out_channels, 3, 3, **factory) if smart
+                      else _conv(out_channels, out_channels, (3, 3, 3), **factory))
+        self.shortcut = (_conv(in_channels, out_channels, (3, 3, 3), stride, **factory)
                          if stride != 1 or in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,10 +229,23 @@ class ARTNetResNet18(nn.Module):
     Args:
         in_channels: input channels (3 for RGB).
         base_channels: width of res2 (64); doubled per stage, so it must be even.
+        device, dtype: where and in which dtype to create the parameters, as in ``torch.nn``.
+
+    Shape:
+        - Input: (N, in_channels, T, H, W) clips.
+        - Output: (N, 8 * base_channels, ceil(T / 16), ceil(H / 16), ceil(W / 16)).
+
+    Examples::
+
+        >>> net = ARTNetResNet18(base_channels=8)
+        >>> net(torch.randn(1, 3, 16, 64, 64)).shape
+        torch.Size([1, 64, 1, 4, 4])
     """
 
-    def __init__(self, in_channels: int = 3, base_channels: int = 64) -> None:
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, device=None,
+                 dtype=None) -> None:
         super().__init__()
+        factory = dict(device=device, dtype=dtype)
         self.in_channels = check_positive_int("in_channels", in_channels)
         check_positive_int("base_channels", base_channels)
         if base_channels % 2:
@@ -224,18 +253,20 @@ class ARTNetResNet18(nn.Module):
         widths = [base_channels * 2 ** i for i in range(4)]
         self.feat_dim = widths[-1]
 
-        self.stem = SMARTBlock(in_channels, widths[0], spatial_kernel=7, temporal_kernel=3, stride=2)
-        self.res2 = self._stage(widths[0], widths[0], stride=1, smart=True)
-        self.res3 = self._stage(widths[0], widths[1], stride=2, smart=True)
-        self.res4 = self._stage(widths[1], widths[2], stride=2, smart=True)
-        self.res5 = self._stage(widths[2], widths[3], stride=2, smart=False)
-        self.final = nn.Sequential(nn.BatchNorm3d(widths[3]), nn.ReLU(inplace=True))
+        self.stem = SMARTBlock(in_channels, widths[0], spatial_kernel=7, temporal_kernel=3, stride=2,
+                               **factory)
+        self.res2 = self._stage(widths[0], widths[0], stride=1, smart=True, **factory)
+        self.res3 = self._stage(widths[0], widths[1], stride=2, smart=True, **factory)
+        self.res4 = self._stage(widths[1], widths[2], stride=2, smart=True, **factory)
+        self.res5 = self._stage(widths[2], widths[3], stride=2, smart=False, **factory)
+        self.final = nn.Sequential(nn.BatchNorm3d(widths[3], **factory), nn.ReLU(inplace=True))
         self.init_weights()
 
     @staticmethod
-    def _stage(in_channels: int, out_channels: int, stride: int, smart: bool) -> nn.Sequential:
-        return nn.Sequential(_ResidualUnit(in_channels, out_channels, stride, smart),
-                             _ResidualUnit(out_channels, out_channels, 1, smart))
+    def _stage(in_channels: int, out_channels: int, stride: int, smart: bool,
+               **factory) -> nn.Sequential:
+        return nn.Sequential(_ResidualUnit(in_channels, out_channels, stride, smart, **factory),
+                             _ResidualUnit(out_channels, out_channels, 1, smart, **factory))
 
     def init_weights(self) -> None:
         """Caffe-xavier convs (variance 1 / fan_in), BN weight 1 / bias 0 (see :func:`caffe_xavier_init_`)."""
@@ -248,3 +279,6 @@ class ARTNetResNet18(nn.Module):
         for stage in (self.res2, self.res3, self.res4, self.res5):
             x = stage(x)
         return self.final(x)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, feat_dim={self.feat_dim}"

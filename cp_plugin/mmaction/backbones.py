@@ -64,10 +64,14 @@ class VideoBackbone(BaseModule):
         inserted_norm_eval: keep the inserted modules' BN layers in eval mode (frozen running
             statistics), as ``norm_eval`` does for the backbone's; for fine-tuning phases.
 
-    Inputs are (N, C, T, H, W) clips (Recognizer3D; a 2D inner backbone then runs on the frames
-    and its features come back as (N, C', T, H', W')) or clip-major frames (N*T, C, H, W).
     In state dicts the wrapper is invisible: keys are the plain backbone's plus the inserted
     modules' (``layer3.1.relu.module.*``), so plain checkpoints load with only those missing.
+
+    Shape:
+        - Input: clips (N, C, T, H, W) (Recognizer3D; a 2D inner backbone then runs on their
+          frames), or clip-major frames (N*T, C, H, W) (Recognizer2D).
+        - Output: the inner backbone's features, as (N, C', T', H', W') for clips and as the
+          inner backbone gives them for frames.
     """
 
     def __init__(self, backbone: dict, insertions: Sequence[dict] = (),
@@ -178,6 +182,19 @@ class CPBackbone(VideoBackbone):
         cp_cfg: :class:`cp_plugin.CPModule` options for every module (``k``, ``mlp_channels``...),
             over the preset's.
         insertions: further modules, as in :class:`VideoBackbone`.
+
+    Shape:
+        As :class:`VideoBackbone`.
+
+    Examples::
+
+        >>> import cp_plugin  # registers CPBackbone with mmaction2
+        >>> from mmaction.registry import MODELS
+        >>> backbone = MODELS.build(dict(
+        ...     type="CPBackbone", backbone=dict(type="C2D", depth=18, pretrained=None),
+        ...     cp_blocks=["layer3.1"], cp_cfg=dict(k=4)))
+        >>> backbone(torch.randn(1, 3, 4, 64, 64)).shape
+        torch.Size([1, 512, 2, 2, 2])
     """
 
     def __init__(self, backbone: dict, cp_blocks: Union[str, Sequence] = "resnet18",

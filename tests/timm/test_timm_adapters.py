@@ -22,7 +22,7 @@ from cp_plugin.presets import CP_PRESETS
 from timm_adapters import (UnsupportedBlockError, VideoModel, create_video_model, insert_cp,
                            register_block)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,7 +14,9 @@ from mmengine.registry import init_default_scope
 from shrink import shrink_config
 from toy_runs import load_run_checkpoint
 
-REPO = os.path.join(os.path.dirname(__file__), "..")
+pytestmark = pytest.mark.slow  # see setup.cfg: left out by make test-quick
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 CPNET_SSV2 = os.path.join(REPO, "mmaction_configs", "sthv2", "cpnet_r18_12x2_sthv2_phase1.py")
 
 

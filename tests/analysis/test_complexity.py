@@ -11,7 +11,7 @@ from cp_plugin import CPModule
 from cp_plugin.analysis.cost import cp_module_cost
 from tools import complexity as tool
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs")
 # (depth, model) -> a shipped config with the same backbone and number of classes.
 SHIPPED = {
     (18, "C2D"): "sthv2/c2d_r18_12x2_sthv2_phase1.py",

@@ -244,7 +244,7 @@ def test_readme_config_example(tmp_path):
 
     from mmengine.config import Config
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
     snippet = re.search(r"```python\n(# my_cpnet_c2d_r50\.py\n.*?)```", readme, re.S).group(1)
     path = tmp_path / "my_cpnet_c2d_r50.py"
     path.write_text(snippet)
@@ -374,7 +374,7 @@ def test_freezing_is_the_users_across_epochs(tmp_path):
     from mmengine.hooks import Hook
     from mmengine.registry import RUNNERS
 
-    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), "..", "mmaction_configs",
+    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs",
                                        "_base_", "toy.py"))
     cfg.work_dir = str(tmp_path)
     cfg.model = dict(

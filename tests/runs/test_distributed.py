@@ -10,6 +10,8 @@ import torch
 from test_tools import run_tool
 from toy_runs import REPO, load_run_checkpoint, scalars, write_small_toy_config
 
+pytestmark = pytest.mark.slow  # see setup.cfg: left out by make test-quick
+
 
 def free_port():
     with socket.socket() as s:

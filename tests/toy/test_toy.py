@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS, init_default_scope
 from torch import nn
 
 init_default_scope("mmaction")
-TOY = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "toy")
+TOY = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "toy")
 TOY_CONFIGS = sorted(glob.glob(os.path.join(TOY, "*.py")))
 
 
@@ -143,6 +143,7 @@ def train_to_plateau(config, tmp_path, max_epochs=16):
     return runner.message_hub.get_scalar("val/acc/top1").current(), runner.epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["cpnet_toy.py", "cpnet_toy_amp.py"],
                          ids=["float32", "mixed-precision"])
 def test_cpnet_learns_the_toy_task(config, tmp_path):

@@ -109,7 +109,7 @@ def test_damaged_video_error_names_the_file(damage, tmp_path, video_data):
     (tmp_path / "clip_0.mp4").write_bytes(good)
 
     init_default_scope("mmaction")
-    config = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "sthv2",
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "sthv2",
                           "cpnet_r18_12x2_sthv2_phase1.py")
     dataset_cfg = Config.fromfile(config).train_dataloader.dataset
     dataset_cfg.update(ann_file=str(tmp_path / "train.txt"), data_prefix=dict(video=str(tmp_path)))
@@ -143,7 +143,7 @@ def test_config_with_unknown_cp_block_name(tmp_path):
     from mmengine.registry import init_default_scope
 
     init_default_scope("mmaction")
-    config = os.path.join(os.path.dirname(__file__), "..", "mmaction_configs", "kinetics400",
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "kinetics400",
                           "cpnet_r18_8x4_kinetics400.py")
     cfg = Config.fromfile(config)
     cfg.model.backbone.backbone.pretrained = None

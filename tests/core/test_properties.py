@@ -1,7 +1,7 @@
 """Properties of the search and the module on random shapes and values (hypothesis).
 
 ``derandomize`` makes every run try the same examples, so CI cannot pass by luck one day and
-fail the next; the counts below are what README's Reliability section quotes.
+fail the next; the counts below are what docs/reliability.md quotes.
 """
 import torch
 from hypothesis import given, settings
@@ -110,9 +110,9 @@ def test_same_seed_gives_bitwise_equal_results(clip, checkpoint_pairs):
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-def test_readme_quotes_these_counts():
+def test_docs_quote_these_counts():
     import os
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
-    assert f"{EXAMPLES} random examples per property" in readme
-    assert f"{EXAMPLES // 3} examples check that two runs with the same seed" in readme
+    page = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reliability.md")).read()
+    assert f"{EXAMPLES} random examples per property" in page
+    assert f"{EXAMPLES // 3} examples check that two runs with the same seed" in page

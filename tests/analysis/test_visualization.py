@@ -11,7 +11,7 @@ from cp_plugin.layout import frame_coordinates
 from shrink import shrink_config
 from tools import visualize_proposals as tool
 
-REPO = os.path.join(os.path.dirname(__file__), "..")
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 TOY_CPNET = os.path.join(REPO, "mmaction_configs", "toy", "cpnet_toy.py")
 CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
 
