@@ -14,7 +14,6 @@ Which block classes qualify, and how each ends, is the one table of :mod:`cp_plu
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -22,98 +21,11 @@ import torch
 from torch import nn
 
 from .blocks import BlockSpec, Refusal, UnsupportedBlockError, block_entry
+from .call_layout import ClipLayout, current_layout
 from .layout import frames_to_video, video_to_frames
 from .state_dict import hide_child_in_state_dict
 
 POSITIONS = ("before_activation", "after_block")
-
-
-@dataclass(frozen=True)
-class ClipLayout:
-    """How the batch a video wrapper fed its backbone splits into clips, for one forward call.
-
-    Attributes:
-        num_clips: clips in the batch (N); it does not change inside a network.
-        input_frames: frames per clip the wrapper fed (T at the input), for error messages.
-    """
-
-    num_clips: int
-    input_frames: int
-
-
-# The layout of the forward call in progress, per thread (and per asyncio task): set by the
-# wrappers around their backbone call and reset after it, so no module keeps it between calls.
-_CURRENT_LAYOUT: contextvars.ContextVar[Optional[ClipLayout]] = contextvars.ContextVar(
-    "cp_plugin_clip_layout", default=None)
-
-
-@contextlib.contextmanager
-def clip_layout(root: nn.Module, layout: ClipLayout) -> Iterator[None]:
-    """Run the insertion sites below ``root`` on batches of ``layout`` inside this block.
-
-    Under ``torch.compile`` (which cannot trace a context variable) the layout is handed to the
-    sites as attributes instead, for the traced call only.
-    """
-    if torch.compiler.is_compiling():
-        sites = list(insertion_sites(root))
-        for site in sites:
-            site.traced_layout = layout
-        try:
-            yield
-        finally:
-            for site in sites:
-                site.traced_layout = None
-        return
-    token = _CURRENT_LAYOUT.set(layout)
-    try:
-        yield
-    finally:
-        _CURRENT_LAYOUT.reset(token)
-
-
-class _LayoutInBackward(torch.autograd.Function):
-    """Identity whose backward puts the forward's layout back in scope for the rest of backward.
-
-    Activation checkpointing re-runs blocks, and the sites in them, during backward, long after
-    the wrapper's forward has reset the layout; this node restores it when backward reaches the
-    wrapper's output and removes it when that backward pass ends.
-    """
-
-    @staticmethod
-    def forward(ctx, layout: ClipLayout, tensor: torch.Tensor) -> torch.Tensor:
-        ctx.layout = layout
-        return tensor.view_as(tensor)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        current = _CURRENT_LAYOUT.get()
-        if current is not None and current != ctx.layout:
-            raise RuntimeError(
-                f"two checkpointed video models with different clip layouts ({current} and "
-                f"{ctx.layout}) share one backward pass; run backward for each separately or "
-                f"turn grad checkpointing off in one of them")
-        token = _CURRENT_LAYOUT.set(ctx.layout)
-
-        def restore() -> None:
-            try:
-                _CURRENT_LAYOUT.reset(token)
-            except ValueError:  # the pass ended on another thread (a GPU's): clear it there
-                _CURRENT_LAYOUT.set(None)
-
-        torch.autograd.Variable._execution_engine.queue_callback(restore)
-        return None, grad
-
-
-def keep_layout_for_recompute(output, layout: ClipLayout):
-    """``output`` (a tensor, or a list/tuple/dict of them) with :class:`_LayoutInBackward` on
-    every tensor that needs a gradient, for backbones whose blocks are recomputed in backward."""
-    if isinstance(output, torch.Tensor):
-        return _LayoutInBackward.apply(layout, output) if output.requires_grad else output
-    if isinstance(output, dict):
-        return {key: keep_layout_for_recompute(value, layout) for key, value in output.items()}
-    if isinstance(output, (list, tuple)):
-        return type(output)(keep_layout_for_recompute(value, layout) for value in output)
-    return output
 
 
 class ActivationSite(nn.Module):
@@ -139,6 +51,7 @@ class ActivationSite(nn.Module):
     Examples::
 
         >>> from cp_plugin import CPModule
+        >>> from cp_plugin.call_layout import ClipLayout, clip_layout
         >>> site = ActivationSite(nn.ReLU(), CPModule(8, k=2), "before_activation", "layer1.0")
         >>> with clip_layout(site, ClipLayout(num_clips=2, input_frames=3)):
         ...     site(torch.randn(6, 8, 4, 4)).shape
@@ -164,13 +77,8 @@ class ActivationSite(nn.Module):
             return self._on_video(self.activation(x))
         return self.activation(self._on_video(x))
 
-    def _layout(self) -> Optional[ClipLayout]:
-        if torch.compiler.is_compiling():
-            return self.traced_layout
-        return _CURRENT_LAYOUT.get()
-
     def _on_video(self, x: torch.Tensor) -> torch.Tensor:
-        layout = self._layout()
+        layout = current_layout(self)
         if x.dim() == 5:
             self._check_frames(x.shape[2], layout)
             return self.module(x)

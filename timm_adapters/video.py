@@ -1,19 +1,19 @@
 """Video wrappers running a timm image model per frame: :class:`VideoModel`, :class:`VideoFeatures`.
 
 A clip (N, C, T, H, W) becomes a clip-major batch of N*T frames for the 2D model; CP modules
-inside it learn the clip layout of the call in progress from :func:`cp_plugin.insertion.clip_layout`,
+inside it learn the clip layout of the call in progress from :func:`cp_plugin.call_layout.clip_layout`,
 which holds it for that call only. With grad checkpointing, blocks (and the CP modules in them) are
 re-run in backward; the wrapper's outputs then carry the layout into backward for them.
 """
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
-from cp_plugin.insertion import ClipLayout, clip_layout, keep_layout_for_recompute
+from cp_plugin.call_layout import ClipLayout, clip_layout, keep_layout_for_recompute
 from cp_plugin.layout import frames_to_video, video_to_frames
 from cp_plugin.state_dict import hide_child_in_state_dict
 

@@ -12,8 +12,8 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ..blocks import register_block
-from ..insertion import (ClipLayout, clip_layout, find_blocks, insert_modules, insertion_sites,
-                         sites_removed)
+from ..call_layout import ClipLayout, clip_layout
+from ..insertion import find_blocks, insert_modules, insertion_sites, sites_removed
 from ..layout import frames_per_clip, frames_to_video, video_to_frames
 from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
 from ..state_dict import hide_child_in_state_dict

@@ -7,6 +7,7 @@ import cp_plugin
 import cp_plugin.blocks
 import timm_adapters
 from cp_plugin import CPModule
+from cp_plugin.call_layout import ClipLayout, clip_layout
 from cp_plugin.insertion import ActivationSite, insert_modules, insertion_sites, sites_removed
 
 
@@ -89,7 +90,6 @@ def test_after_the_block_keeps_keys_and_computes_cp_on_the_output(pre_act_regist
     missing.load_state_dict(net.state_dict())  # round trip, strict
 
     frames = torch.randn(2 * 3, 3, 8, 8)
-    from cp_plugin.insertion import ClipLayout, clip_layout
     net.eval()
     with torch.no_grad(), clip_layout(net, ClipLayout(num_clips=2, input_frames=3)):
         ours = net(frames)
