@@ -20,6 +20,9 @@ from . import rows as bench_rows
 #: The issue's targets: the largest acceptable ratio (ours / baseline) per row prefix, or the
 #: largest acceptable value of ours (with its unit) for absolute targets.
 RATIO_TARGETS = {
+    "paper's pair: CP (R101 res4: bottleneck 128, k=4) vs NonLocal3d, C=1024 8x14x14 N=2 time": 0.25,
+    "paper's pair: train step overhead": 0.12,
+    "paper's pair: train step CPNet-R101 vs NL C2D-R101, 8x224x224 N=1 peak memory": 0.8,
     "CP vs reference, res3": 0.25,
     "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 time": 1.5,
     "CP vs NonLocal3d, res3 C=128 8x28x28 N=4 peak memory": 1.0,
@@ -33,7 +36,7 @@ RATIO_TARGETS = {
 }
 ABSOLUTE_TARGETS = {"toy epoch": 30.0, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0}
 
-GROUPS = {"module": bench_rows.module_rows, "train_step": bench_rows.train_step_rows,
+GROUPS = {"paper": bench_rows.paper_rows, "module": bench_rows.module_rows, "train_step": bench_rows.train_step_rows,
           "toy": bench_rows.toy_epoch_rows, "toy_nl": bench_rows.toy_nonlocal_rows,
           "knn": bench_rows.knn_rows}
 
@@ -66,7 +69,7 @@ def main() -> None:
     print(f"torch {torch.__version__} on {device.type}: {machine}", flush=True)
 
     results = {}
-    width = 62
+    width = 96
     print(f"{'row':{width}s} {'ours':>10s} {'baseline':>10s} {'ratio':>6s}  target", flush=True)
     for group in args.groups:
         repeats = 1 if group == "toy" else args.repeats

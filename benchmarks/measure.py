@@ -17,18 +17,26 @@ def alternating_medians(ours: Callable[[], None], baseline: Callable[[], None], 
                         repeats: int, warmup: int = 1,
                         device: torch.device = torch.device("cpu")) -> Tuple[float, float]:
     """Median seconds of each callable, run in turn so that machine noise hits both alike."""
+    medians = alternating_medians_of(dict(ours=ours, baseline=baseline), repeats=repeats,
+                                     warmup=warmup, device=device)
+    return medians["ours"], medians["baseline"]
+
+
+def alternating_medians_of(fns: Dict[str, Callable[[], None]], *, repeats: int, warmup: int = 1,
+                           device: torch.device = torch.device("cpu")) -> Dict[str, float]:
+    """:func:`alternating_medians` for any number of named callables."""
     for _ in range(warmup):
-        ours()
-        baseline()
-    times: Dict[str, list] = {"ours": [], "baseline": []}
+        for fn in fns.values():
+            fn()
+    times: Dict[str, list] = {name: [] for name in fns}
     for _ in range(repeats):
-        for name, fn in (("ours", ours), ("baseline", baseline)):
+        for name, fn in fns.items():
             synchronize(device)
             start = time.perf_counter()
             fn()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["baseline"])
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def peak_memory_bytes(fn: Callable[[], None], device: torch.device = torch.device("cpu")) -> int:

@@ -11,7 +11,7 @@ import torch
 
 from cp_plugin import CPModule, other_frame_knn, reference
 
-from .measure import alternating_medians, peak_memory_bytes
+from .measure import alternating_medians, alternating_medians_of, peak_memory_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2.0 ** 20
@@ -86,28 +86,67 @@ def build_recognizer(config: str, device: torch.device) -> torch.nn.Module:
     return MODELS.build(model_cfg).to(device)
 
 
-def train_step_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
-    """A whole SGD step of CPNet-R18 (authors' placement) against plain C2D-R18."""
-    from mmaction.structures import ActionDataSample
+def train_step(config: str, data: dict, device: torch.device) -> Callable[[], None]:
+    """One SGD step of the model of ``config`` (random weights) on ``data``."""
     from mmengine.optim import OptimWrapper
 
+    model = build_recognizer(config, device)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    return lambda: model.train_step(data, optim)
+
+
+def random_clips(batch: int, size: int, frames: int = 8) -> dict:
+    from mmaction.structures import ActionDataSample
+
+    generator = torch.Generator().manual_seed(0)
+    return dict(
+        inputs=[torch.randint(0, 256, (1, 3, frames, size, size), dtype=torch.uint8,
+                              generator=generator) for _ in range(batch)],
+        data_samples=[ActionDataSample().set_gt_label(3 + 4 * i) for i in range(batch)])
+
+
+def train_step_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """A whole SGD step of CPNet-R18 (authors' placement) against plain C2D-R18."""
     rows = {}
     for size in (112, 224):
-        generator = torch.Generator().manual_seed(0)
-        data = dict(
-            inputs=[torch.randint(0, 256, (1, 3, 8, size, size), dtype=torch.uint8,
-                                  generator=generator) for _ in range(2)],
-            data_samples=[ActionDataSample().set_gt_label(label) for label in (3, 7)])
-
-        def step(config):
-            model = build_recognizer(config, device)
-            optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
-            return lambda: model.train_step(data, optim)
-
+        data = random_clips(2, size)
         rows.update(time_and_memory(
             f"train step CPNet-R18 vs C2D-R18, 8x{size}x{size} N=2",
-            step("_base_/models/cpnet_r18.py"), step("_base_/models/c2d_r18.py"),
-            device, repeats))
+            train_step("_base_/models/cpnet_r18.py", data, device),
+            train_step("_base_/models/c2d_r18.py", data, device), device, repeats))
+    return rows
+
+
+#: The authors' CP module of ResNet-101's res4 (preset 'resnet101') and that stage's width.
+PAPER_CP = dict(k=4, bottleneck_channels=128, mlp_channels=(128,))
+PAPER_CHANNELS, PAPER_SIZE, PAPER_BATCH = 1024, 14, 2
+
+
+def paper_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+    """The pairing the paper makes: CP and Non-local in ResNet-101, module and whole model."""
+    torch.manual_seed(0)
+    x = torch.randn(PAPER_BATCH, PAPER_CHANNELS, MODULE_FRAMES, PAPER_SIZE, PAPER_SIZE,
+                    device=device)
+    shape = f"C={PAPER_CHANNELS} {MODULE_FRAMES}x{PAPER_SIZE}x{PAPER_SIZE} N={PAPER_BATCH}"
+    rows = time_and_memory(
+        f"paper's pair: CP (R101 res4: bottleneck 128, k=4) vs NonLocal3d, {shape}",
+        forward_backward(CPModule(PAPER_CHANNELS, **PAPER_CP).to(device), x),
+        forward_backward(nonlocal_block(PAPER_CHANNELS).to(device), x), device, repeats)
+
+    data = random_clips(1, 224)
+    steps = {name: train_step(f"_base_/models/{config}.py", data, device)
+             for name, config in (("CPNet", "cpnet_r101"), ("NL", "nl_c2d_r101"),
+                                  ("C2D", "c2d_r101"))}
+    seconds = alternating_medians_of(steps, repeats=repeats, device=device)
+    overhead = {name: seconds[name] - seconds["C2D"] for name in ("CPNet", "NL")}
+    name = "paper's pair: train step overhead over C2D-R101, CPNet-R101 vs NL C2D-R101, 8x224x224 N=1"
+    rows[f"{name} time"] = row(overhead["CPNet"], overhead["NL"], "s")
+    memory = {key: peak_memory_bytes(steps[key], device) / MIB for key in ("CPNet", "NL")}
+    rows["paper's pair: train step CPNet-R101 vs NL C2D-R101, 8x224x224 N=1 peak memory"] = row(
+        memory["CPNet"], memory["NL"], "MiB")
+    for key in ("CPNet", "C2D"):  # the steps behind the overhead
+        rows[f"paper's pair: train step {key}-R101 vs NL C2D-R101, 8x224x224 N=1 time"] = row(
+            seconds[key], seconds["NL"], "s")
     return rows
 
 

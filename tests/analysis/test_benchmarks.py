@@ -1,7 +1,7 @@
 """The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
 import torch
 
-from benchmarks.measure import alternating_medians, peak_memory_bytes
+from benchmarks.measure import alternating_medians, alternating_medians_of, peak_memory_bytes
 
 MIB = 1 << 20
 
@@ -29,6 +29,23 @@ def test_alternating_medians_runs_both_in_turn():
                                          repeats=3, warmup=1)
     assert calls == ["o", "b"] * 4
     assert ours >= 0 and baseline >= 0
+
+
+def test_alternating_medians_of_three_takes_each_median():
+    import time
+
+    calls = []
+
+    def sleeper(name, seconds):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
+        return run
+
+    medians = alternating_medians_of(dict(a=sleeper("a", 0.0), b=sleeper("b", 0.02),
+                                          c=sleeper("c", 0.0)), repeats=3, warmup=0)
+    assert calls == ["a", "b", "c"] * 3
+    assert medians["b"] >= 0.02 > medians["a"] and medians["b"] > medians["c"]
 
 
 def test_cuda_checks_autocast_parts_pass_on_the_cpu():
