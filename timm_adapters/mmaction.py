@@ -33,6 +33,19 @@ class TimmCPBackbone(BaseModule):
             The image model is built without a classifier: the mmaction2 head classifies.
 
     Parameter names are ``model.<timm name>``, CP modules ``model.<block>.<act>.module.*``.
+
+    Shape:
+        - Input: clips (N, C, T, H, W).
+        - Output: (N, C', T, H', W') features for an mmaction2 clip head (``feat_dim`` = C').
+
+    Examples::
+
+        >>> import timm_adapters  # registers TimmCPBackbone with mmaction2
+        >>> from mmaction.registry import MODELS
+        >>> backbone = MODELS.build(dict(type="TimmCPBackbone", model_name="resnet18",
+        ...                              cp_blocks=["layer3.1"], cp_cfg=dict(k=4)))
+        >>> backbone(torch.randn(1, 3, 4, 64, 64)).shape
+        torch.Size([1, 512, 4, 2, 2])
     """
 
     def __init__(self, model_name: str, cp_blocks: BlockList = None, cp_cfg: Optional[dict] = None,

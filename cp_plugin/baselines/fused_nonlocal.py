@@ -17,7 +17,20 @@ __all__ = ["FusedNonLocal3d"]
 
 
 class FusedNonLocal3d(NonLocal3d):
-    """Drop-in ``NonLocal3d`` (``mode='embedded_gaussian'`` only) with a fused attention forward."""
+    """Drop-in ``NonLocal3d`` (``mode='embedded_gaussian'`` only) with a fused attention forward.
+
+    Takes mmcv's ``NonLocal3d`` arguments.
+
+    Shape:
+        - Input: (N, C, T, H, W).
+        - Output: the same shape.
+
+    Examples::
+
+        >>> block = FusedNonLocal3d(16, reduction=2, sub_sample=False, norm_cfg=dict(type="BN3d"))
+        >>> block(torch.randn(2, 16, 4, 8, 8)).shape
+        torch.Size([2, 16, 4, 8, 8])
+    """
 
     def __init__(self, in_channels: int, *args, **kwargs):
         super().__init__(in_channels, *args, **kwargs)

@@ -67,6 +67,19 @@ class ToyVideoNet(BaseModule):
 
     Trained from scratch, every BN starts at weight 1 and bias 0, including the output BNs that
     CP and Non-local blocks zero to start as identities (which matters only when fine-tuning).
+
+    Shape:
+        - Input: clips (N, in_channels, T, H, W), or frames (N*T, in_channels, H, W) with
+          ``num_segments``.
+        - Output: (N, C, 1, 1, 1) (``'global'``) or (N*T, C, 1, 1) (``'spatial'``), C = ``feat_dim``.
+
+    Examples::
+
+        >>> import cp_plugin  # registers the layers with mmaction2
+        >>> net = ToyVideoNet([dict(type="ConvBNReLU3d", out_channels=16),
+        ...                    dict(type="CPModule", k=4)])
+        >>> net(torch.rand(2, 1, 4, 32, 32)).shape
+        torch.Size([2, 16, 1, 1, 1])
     """
 
     def __init__(self, layers: Sequence[dict], in_channels: int = 1, pooling: str = "global",
