@@ -7,7 +7,7 @@ FLOPs are counted as multiply-accumulates (MACs; mmengine and fvcore call them "
 matrix products and convolutions of one clip's forward, by torch's ``FlopCounterMode`` on an
 eager forward. (mmengine's tracing counter cannot trace these models: their layout checks need
 Python ints.) CPNet is counted as its C2D backbone plus every CP module counted step by step
-(:func:`cp_plugin.analysis.cost.cp_module_cost`, which ``tests/test_complexity.py`` checks against
+(:func:`cp_plugin.analysis.cost.cp_module_cost`, which ``tests/analysis/test_complexity.py`` checks against
 ``FlopCounterMode``), with the top-k, gather and max that no operator counter sees listed apart.
 """
 from __future__ import annotations

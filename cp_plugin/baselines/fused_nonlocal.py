@@ -5,7 +5,7 @@ passes over a matrix that, for the toy set at full resolution (4 x 32 x 32 point
 holds half a billion floats. ``F.scaled_dot_product_attention`` computes the same
 ``softmax(theta phi^T / sqrt(C')) g`` in tiles without storing the matrix (about 5x faster on
 the CPU here). Parameters, state-dict keys, initialisation and sub-sampling are mmcv's; only
-``forward`` differs, and ``tests/test_nonlocal.py`` holds it to mmcv's on random inputs.
+``forward`` differs, and ``tests/baselines/test_nonlocal.py`` holds it to mmcv's on random inputs.
 """
 from __future__ import annotations
 
