@@ -7,7 +7,7 @@ from typing import Dict, List, Mapping, Sequence, Union
 from torch import nn
 
 from cp_plugin.cp_module import CPModule
-from cp_plugin.insertion import find_blocks, insert_modules
+from cp_plugin.insertion import find_blocks, insert_modules, split_block_entry
 from cp_plugin.presets import CP_PRESETS, resolve_placement
 
 from . import catalogue  # noqa: F401  (enters timm's blocks in the block table)
@@ -56,10 +56,8 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
     if isinstance(model, ClipsAsFrames):  # a VideoModel: insert into its image model
         model = model.backbone
     entries, defaults = resolve_placement(blocks, CP_PRESETS, "blocks")
-    for entry in entries:
-        options = {**defaults, **cp_cfg, **(entry if isinstance(entry, Mapping) else {})}
-        options.pop("block", None)
-        _check_options(options)
+    for entry in entries:  # every option checked before any block is looked at
+        _check_options({**defaults, **cp_cfg, **split_block_entry(entry)[1]})
     reference = next(model.parameters(), None)
     factory = {} if reference is None else dict(device=reference.device, dtype=reference.dtype)
 
