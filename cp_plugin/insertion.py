@@ -29,16 +29,17 @@ POSITIONS = ("before_activation", "after_block")
 
 
 class ActivationSite(nn.Module):
-    """Stands in for a block's final activation and runs an inserted module beside it.
+    """Stands in for a block's final activation (or, for a block that ends with its residual
+    add, for the whole block) and runs an inserted module beside it.
 
     ``before_activation`` computes ``act(module(x))``, ``after_block`` computes ``module(act(x))``.
     The module always sees video layout (N, C, T, H, W): a clip-major batch of frames
     (N*T, C, H, W) is viewed as video with the number of clips of the forward call in progress,
-    which the owning wrapper puts in scope with :func:`clip_layout`. Nothing is stored between
-    calls.
+    which the owning wrapper puts in scope with :func:`cp_plugin.call_layout.clip_layout`.
+    Nothing is stored between calls.
 
     Args:
-        activation: the block's own final activation.
+        activation: the block's own final activation (or the block itself, ``'after_block'``).
         module: the module to run beside it (``in_channels`` = the block's output channels).
         position: ``'before_activation'`` or ``'after_block'``.
         block_name: the block's name in its backbone (``'layer3.1'``), for error messages.
@@ -104,7 +105,7 @@ class ActivationSite(nn.Module):
 
     @property
     def original_activation(self) -> nn.Module:
-        """The block's own activation, below any further sites stacked on this one."""
+        """The block's own activation (or the block), below any sites stacked on this one."""
         activation = self.activation
         while isinstance(activation, ActivationSite):
             activation = activation.activation

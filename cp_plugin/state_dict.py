@@ -24,7 +24,8 @@ def _drop_child_prefix(child, module, state_dict, prefix, local_metadata):
 def _add_child_prefix(child, module, state_dict, prefix, *args):
     module._state_dict_load_prefix = prefix  # the post-hook below is not told the prefix
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        if not key.startswith(prefix + child) and not _owned_elsewhere(module, key[len(prefix):], child):
+        local = key[len(prefix):]
+        if not key.startswith(prefix + child) and not _owned_elsewhere(module, local, child):
             state_dict[prefix + child + key[len(prefix):]] = state_dict.pop(key)
 
 

@@ -1,9 +1,10 @@
 """Video wrappers running a timm image model per frame: :class:`VideoModel`, :class:`VideoFeatures`.
 
 A clip (N, C, T, H, W) becomes a clip-major batch of N*T frames for the 2D model; CP modules
-inside it learn the clip layout of the call in progress from :func:`cp_plugin.call_layout.clip_layout`,
-which holds it for that call only. With grad checkpointing, blocks (and the CP modules in them) are
-re-run in backward; the wrapper's outputs then carry the layout into backward for them.
+inside it learn the clip layout of the call in progress from
+:func:`cp_plugin.call_layout.clip_layout`, which holds it for that call only. With grad
+checkpointing, blocks (and the CP modules in them) are re-run in backward; the wrapper's outputs
+then carry the layout into backward for them.
 """
 from __future__ import annotations
 
