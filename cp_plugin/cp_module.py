@@ -155,7 +155,7 @@ class CPModule(nn.Module):
     def search_points(self, video: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
         """The points the neighbour search runs on: ``video`` (N, C, T, H, W) through the
         bottleneck and the shrink, as (N, P, C') with P = T*H'*W' frame-major, and (T, H', W')."""
-        features = video if self.bottleneck is None else self.bottleneck(video)
+        features = video if self.bottleneck is None else self._bottleneck(video)
         t, h, w = features.shape[2:]
         if self.shrink > 1:
             if h < self.shrink or w < self.shrink:
@@ -169,12 +169,22 @@ class CPModule(nn.Module):
         check_k(self.k, t, h * w)
         return features.flatten(2).transpose(1, 2), (t, h, w)
 
+    def _bottleneck(self, video: torch.Tensor) -> torch.Tensor:
+        # The 1x1x1 convolution as one bmm over (N, C, P): a fifth faster forward and backward
+        # than Conv3d at the paper's res4 (C=1024 -> 128), same weights and state-dict keys.
+        conv, norm = self.bottleneck
+        n = video.shape[0]
+        projected = torch.bmm(conv.weight.flatten(1).expand(n, -1, -1), video.flatten(2))
+        return norm(projected.view(n, -1, *video.shape[2:]))
+
     def _output(self, pooled: torch.Tensor, size: Tuple[int, int, int],
                 video: torch.Tensor) -> torch.Tensor:
         """Project the pooled (N, P, C_last) embedding back to a (N, C, T, H, W) residual."""
-        # Project straight into the backbone's channels-first layout: no permuted copy, and the
-        # residual add and BN run on contiguous (N, C, P) tensors.
-        delta = self.out_norm(torch.matmul(self.out_proj.weight, pooled.transpose(1, 2)))
+        # Project straight into the backbone's channels-first layout, so the residual add and BN
+        # run on contiguous (N, C, P) tensors. bmm with the weight expanded over the clips:
+        # matmul(weight, batch) computes the transpose and copies it (12 of 85 ms at paper res4).
+        weight = self.out_proj.weight.expand(pooled.shape[0], -1, -1)
+        delta = self.out_norm(torch.bmm(weight, pooled.transpose(1, 2)))
         delta = delta.unflatten(2, size)
         if self.shrink > 1:
             # Frames are resized alone (T is unchanged): bilinear on (N, C*T, H', W') computes

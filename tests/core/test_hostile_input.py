@@ -6,6 +6,7 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
+from cp_plugin.validation import check_finite
 from test_cp_module import randomise_norms, twin
 from test_knn import assert_exact_knn
 
@@ -72,6 +73,17 @@ def test_non_finite_input_is_refused(bad):
         CPModule(8, k=3)(x)
     with pytest.raises(ValueError, match="points contains 1 non-finite value"):
         other_frame_knn(x.flatten(2).transpose(1, 2), 3, 3)
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    """check_finite clears a tensor by its sum first; a sum that overflows is not a NaN."""
+    points = torch.full((1, 8, 4), 3e38)  # finite in float32, their sum is not
+    assert not torch.isfinite(points.sum())
+    check_finite("points", points)
+    check_finite("points", torch.full((4, 4), 6e4, dtype=torch.float16))
+    points[0, 5, 1] = float("nan")
+    with pytest.raises(ValueError, match="points contains 1 non-finite value"):
+        check_finite("points", points)
 
 
 @pytest.mark.parametrize("layout", ["channels_last_3d", "strided", "transposed"])
