@@ -1,0 +1,443 @@
+"""Put CPNet beside mmaction2's model zoo: parameters, GFLOPs, speed, memory and accuracy per model.
+
+    python tools/zoo_benchmark.py MODEL [MODEL ...] [--with-cp PRESET | --with-cp neck]
+        [--frames T] [--size S] [--batch 1] [--train-batch 2] [--repeats 3] [--device cpu]
+        [--eval --ann-file FILE --data-prefix DIR --checkpoints FILE ...] [--out-dir DIR]
+
+MODEL is a zoo config (``mmaction::recognition/tsm/tsm_...py``, shipped in the mmaction2 wheel with
+its ``metafile.yml``), or a path to a config of ours (``mmaction_configs/kinetics400/...``).
+``--with-cp PRESET`` adds a CP twin of each zoo model, made by the config edit a user writes:
+``CPBackbone`` with that placement preset (``resnet50``...), or ``neck`` for a ``CPNeck``.
+
+Per model: parameters; GMACs of one test view (the test pipeline's frames and crop, or
+``--frames``/``--size``), counted for every row by torch's ``FlopCounterMode`` on an eager forward
+(matrix products and convolutions, CP's neighbour search included; multiply-adds, the unit of
+the metafiles' "FLOPs", which mmengine's tracing counter gives and which cannot trace our
+models); inference clips/s and peak memory at ``--batch`` views; one training step's time at
+``--train-batch``; the published top-1/top-5 (the metafile for zoo models, the CPNet paper's
+tables for our configs); with ``--eval``, top-1/top-5 measured by mmaction2's test loop on your
+data and checkpoints. Writes ``zoo.md``, ``zoo.csv`` and ``zoo.png`` (accuracy against GMACs,
+marker area by parameters) to ``--out-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+import os.path as osp
+import re
+import sys
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # benchmarks/: the timing and memory helpers of `make bench`
+from benchmarks.measure import alternating_medians_of, peak_memory_bytes  # noqa: E402
+
+ZOO_PREFIX = "mmaction::"
+# Our configs' accuracy in the CPNet paper: config file -> (top-1, top-5, where). Table 3(d)'s
+# ResNet-18 Kinetics figures are not listed: the paper's layout of that table is ambiguous.
+PAPER = {
+    "cpnet_r101_32x2_kinetics400_phase3.py": (75.3, 92.4, "paper Table 4"),
+    "nl-c2d_r101_32x2_kinetics400_phase3.py": (75.1, 91.7, "paper Table 4 (NL paper's)"),
+    "cpnet_r18_24x1_sthv2_phase2.py": (54.08, 82.10, "paper Table 5(a), val"),
+    "cpnet_r34_24x1_sthv2_phase2.py": (57.65, 83.95, "paper Table 5(a), val"),
+    "c2d_r18_24x1_sthv2_phase2.py": (35.24, 64.49, "paper Table 5(a), val"),
+    "c2d_r34_24x1_sthv2_phase2.py": (39.64, 69.61, "paper Table 5(a), val"),
+    "cpnet_r34_24x1_jester_phase2.py": (96.70, None, "paper Table 5(b), val"),
+    "c2d_r34_24x1_jester_phase2.py": (84.73, None, "paper Table 5(b), val"),
+}
+CROPS = ("CenterCrop", "ThreeCrop", "TenCrop")
+
+
+def load_config(name: str) -> Config:
+    """A zoo config by its ``mmaction::`` name (as a one-line config inheriting it), or a file."""
+    if name.startswith(ZOO_PREFIX):
+        folder = tempfile.mkdtemp(prefix="zoo_")
+        path = osp.join(folder, osp.basename(name))
+        with open(path, "w") as f:
+            f.write(f"_base_ = [{name!r}]\n")
+        return Config.fromfile(path)
+    if not osp.isfile(name):
+        raise FileNotFoundError(f"no config {name!r}: pass a zoo name such as "
+                                f"'mmaction::recognition/tsm/<config>.py' or a config file path")
+    return Config.fromfile(name)
+
+
+def zoo_file(name: str) -> Optional[str]:
+    """The installed file of a zoo config name, or None for our own configs."""
+    if not name.startswith(ZOO_PREFIX):
+        return None
+    import mmaction
+
+    return osp.join(osp.dirname(mmaction.__file__), ".mim", "configs", name[len(ZOO_PREFIX):])
+
+
+_SCALES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _number(text, unit: str = "") -> Optional[float]:
+    """A metafile figure in ``unit`` (G, M or none): '33G', '24.3M', or a plain 2967543760."""
+    match = re.match(r"\s*([\d.]+)\s*([KMGT]?)", str(text)) if text is not None else None
+    if not match:
+        return None
+    return float(match.group(1)) * _SCALES[match.group(2)] / _SCALES[unit]
+
+
+def published(name: str) -> dict:
+    """Published figures of a model: the metafile entry of a zoo config (top-1, top-5, FLOPs in
+    G and parameters in M as it states them), or the CPNet paper's accuracy for ours."""
+    path = zoo_file(name)
+    if path is None:
+        top1, top5, source = PAPER.get(osp.basename(name), (None, None, None))
+        return dict(top1=top1, top5=top5, source=source, gflops=None, params_m=None)
+    import yaml
+
+    metafile = osp.join(osp.dirname(path), "metafile.yml")
+    if not osp.isfile(metafile):
+        raise FileNotFoundError(f"{name}: no metafile.yml beside it in {osp.dirname(path)}")
+    with open(metafile) as f:
+        models = yaml.safe_load(f).get("Models", [])
+    for model in models:
+        if osp.basename(model.get("Config", "")) == osp.basename(path):
+            results = (model.get("Results") or [{}])[0]
+            metrics = results.get("Metrics", {})
+            meta = model.get("Metadata", {})
+            return dict(top1=_number(metrics.get("Top 1 Accuracy")),
+                        top5=_number(metrics.get("Top 5 Accuracy")),
+                        source=f"metafile ({results.get('Dataset', '?')})",
+                        gflops=_number(meta.get("FLOPs"), "G"),
+                        params_m=_number(meta.get("Parameters"), "M"))
+    return dict(top1=None, top5=None, source="not in metafile", gflops=None, params_m=None)
+
+
+def _step(pipeline: list, kinds) -> Optional[dict]:
+    return next((step for step in pipeline if any(k in step["type"] for k in kinds)), None)
+
+
+def _side(value) -> int:
+    return int(value if isinstance(value, int) else max(value))
+
+
+def is_2d(cfg: Config) -> bool:
+    return cfg.model.type == "Recognizer2D"
+
+
+def view_shape(pipeline: list, frames: Optional[int] = None,
+               size: Optional[int] = None) -> Tuple[int, int]:
+    """(frames, side) of one view of ``pipeline``: a clip (``clip_len`` frames), or for segment
+    sampling (``clip_len=1``, TSN/TSM) all ``num_clips`` segments, which one view holds; the
+    side is the crop's (or the last resize's short side)."""
+    sampler = _step(pipeline, ("SampleFrames",))
+    if sampler is None:
+        raise ValueError("the pipeline has no SampleFrames step to read the clip length from")
+    clip_len = sampler.get("clip_len", 1)
+    count = clip_len if clip_len > 1 else sampler.get("num_clips", 1)
+    crop = _step(pipeline, CROPS + ("RandomResizedCrop", "MultiScaleCrop"))
+    if crop is not None and crop["type"] in CROPS:
+        side = _side(crop["crop_size"])
+    else:
+        resize = [step for step in pipeline if step["type"] == "Resize"]
+        side = _side(resize[-1]["scale"]) if resize else 224
+    return frames or count, size or side
+
+
+def segments_per_view(cfg: Config, frames: Optional[int]) -> Config:
+    """A 2D model whose backbone or head fixes its segment count (TSM's) made to take
+    ``frames`` segments, as ``--frames`` asks; other models take any number as they are."""
+    if frames and is_2d(cfg):
+        import inspect
+
+        from mmaction.registry import MODELS
+
+        for part in (cfg.model.backbone, cfg.model.cls_head):
+            if "num_segments" in inspect.signature(MODELS.get(part.type)).parameters:
+                part.num_segments = frames
+    return cfg
+
+
+def with_cp(cfg: Config, placement: str, frames: Optional[int] = None) -> Config:
+    """The CP twin of a zoo model, by the config edit the README shows; ``frames`` overrides the
+    segments per view of a 2D model (as ``--frames`` does for the measurement)."""
+    cfg = copy.deepcopy(cfg)
+    model = cfg.model
+    if placement == "neck":
+        neck = dict(type="CPNeck", in_channels=output_channels(cfg))
+        if is_2d(cfg):
+            model.backbone.out_indices = (2, 3)  # Recognizer2D regroups only tuples into clips
+            segments = view_shape(cfg.test_dataloader.dataset.pipeline, frames)[0]
+            if "num_segments" in model.cls_head:  # TSM's head reshapes by its own count
+                segments = model.cls_head.num_segments
+                model.cls_head.num_segments = 1
+            neck["num_segments"] = segments
+        model.neck = neck
+        return cfg
+    backbone = dict(type="CPBackbone", backbone=model.backbone.to_dict(), cp_blocks=placement)
+    if is_2d(cfg) and model.backbone.type == "ResNet":  # TSN: frames come as segments
+        train = cfg.get("train_dataloader") or cfg.test_dataloader
+        backbone["num_segments"] = view_shape(train.dataset.pipeline, frames)[0]
+        backbone["test_num_segments"] = view_shape(cfg.test_dataloader.dataset.pipeline,
+                                                   frames)[0]
+    model.backbone = backbone
+    return cfg
+
+
+def output_channels(cfg: Config) -> int:
+    """C of the backbone's last output map, from a forward on a small input."""
+    model = build(cfg)
+    x = inputs(cfg, 8, 64)
+    with torch.no_grad():
+        out = model.backbone(x.flatten(0, 1))
+    while isinstance(out, (tuple, list)):
+        out = out[-1] if isinstance(out, tuple) else out[0]
+    return out.shape[1]
+
+
+def build(cfg: Config, device: str = "cpu") -> torch.nn.Module:
+    from mmaction.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmaction")
+    model_cfg = copy.deepcopy(cfg.model)
+    _no_downloads(model_cfg)
+    return MODELS.build(model_cfg).to(device).eval()
+
+
+def _no_downloads(node) -> None:
+    """Drop ImageNet ``pretrained`` URLs: no hub here, and the weights do not change the costs."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pretrained"), str):
+            node["pretrained"] = None
+            for flag in ("pretrained2d", "torchvision_pretrain"):
+                if flag in node:
+                    node[flag] = False
+        for value in node.values():
+            _no_downloads(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_downloads(value)
+
+
+def inputs(cfg: Config, frames: int, side: int, batch: int = 1, device: str = "cpu") -> torch.Tensor:
+    """Normalised-scale random views: (N, 1, 3, T, S, S), or (N, T, 3, S, S) for 2D models."""
+    shape = (batch, frames, 3, side, side) if is_2d(cfg) else (batch, 1, 3, frames, side, side)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of one forward (backbone, neck, head) by torch's ``FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.extract_feat(x, stage="head")
+    return counter.get_total_flops() // 2
+
+
+def train_step(cfg: Config, model: torch.nn.Module, frames: int, side: int, batch: int,
+               device: str):
+    """One SGD step on random uint8 views through the model's data preprocessor."""
+    from mmaction.structures import ActionDataSample
+    from mmengine.optim import OptimWrapper
+
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-5))
+    shape = (frames, 3, side, side) if is_2d(cfg) else (1, 3, frames, side, side)
+    generator = torch.Generator().manual_seed(0)
+    data = dict(inputs=[torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+                        for _ in range(batch)],
+                data_samples=[ActionDataSample().set_gt_label(0) for _ in range(batch)])
+
+    def step():
+        model.train()
+        model.train_step(data, optim)
+    return step
+
+
+def measure(name: str, cfg: Config, args) -> dict:
+    """One row of the table."""
+    model = build(cfg, args.device)
+    frames, side = view_shape(cfg.test_dataloader.dataset.pipeline, args.frames, args.size)
+    x = inputs(cfg, frames, side, args.batch, args.device)
+    row = dict(model=name, params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+               input=f"{frames}x{side}x{side}",
+               gmacs=macs(model, x[:1]) / 1e9)
+    device = torch.device(args.device)
+
+    def infer():
+        with torch.no_grad():
+            model.extract_feat(x, stage="head")
+    # Configs converted from other codebases (X3D's) have no training pipeline: train on views.
+    train = cfg.get("train_dataloader") or cfg.test_dataloader
+    train_frames, _ = view_shape(train.dataset.pipeline, args.frames)
+    step = train_step(cfg, model, train_frames, side, args.train_batch, args.device)
+    seconds = alternating_medians_of(dict(infer=infer, train=step), repeats=args.repeats,
+                                     device=device)
+    model.eval()
+    row.update(clips_per_s=args.batch / seconds["infer"], train_step_s=seconds["train"],
+               peak_mib=peak_memory_bytes(infer, device) / 2 ** 20)
+    return row
+
+
+def evaluate(cfg: Config, checkpoint: str, args) -> dict:
+    """top-1/top-5 (%) of ``checkpoint`` on the user's data, by mmaction2's test loop."""
+    from mmengine.registry import RUNNERS
+
+    cfg = copy.deepcopy(cfg)
+    _no_downloads(cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    dataset.ann_file = args.ann_file
+    key = "img" if dataset.type == "RawframeDataset" else "video"
+    dataset.data_prefix = {key: args.data_prefix}
+    cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
+    cfg.runner_type = "WeightsOnlyRunner"  # loads zoo checkpoints under torch's weights_only
+    cfg.load_from = checkpoint
+    cfg.work_dir = osp.join(args.out_dir, "eval", osp.splitext(osp.basename(checkpoint))[0])
+    cfg.launcher = "none"
+    metrics = RUNNERS.build(cfg).test()
+    return dict(eval_top1=100 * metrics["acc/top1"], eval_top5=100 * metrics["acc/top5"])
+
+
+def rows_for(models: List[str], args) -> List[dict]:
+    rows = []
+    checkpoints = dict(zip(models, args.checkpoints or []))
+    for name in models:
+        cfg = segments_per_view(load_config(name), args.frames)
+        twins = [(name, cfg)]
+        if args.with_cp and name.startswith(ZOO_PREFIX):
+            twins.append((f"{name} + CP ({args.with_cp})", with_cp(cfg, args.with_cp, args.frames)))
+        for label, config in twins:
+            print(f"measuring {label}", flush=True)
+            try:
+                row = measure(label, config, args)
+            except (ValueError, TypeError) as error:  # CP refused (T fell to 1, no such block)
+                if config is cfg:
+                    raise
+                print(f"  {label}: {error}", flush=True)
+                rows.append(dict(model=label, note=str(error).split(";")[0]))
+                continue
+            paper = published(name) if config is cfg else dict(top1=None, top5=None, source=None,
+                                                               gflops=None, params_m=None)
+            row.update(published_top1=paper["top1"], published_top5=paper["top5"],
+                       source=paper["source"], metafile_gflops=paper["gflops"],
+                       metafile_params_m=paper["params_m"])
+            if args.eval and config is cfg and name in checkpoints:
+                row.update(evaluate(config, checkpoints[name], args))
+            rows.append(row)
+    return rows
+
+
+COLUMNS = [("model", "model", "{}"), ("params_m", "params (M)", "{:.2f}"),
+           ("metafile_params_m", "metafile params (M)", "{:g}"), ("input", "test view", "{}"),
+           ("gmacs", "GMACs (ours)", "{:.2f}"), ("metafile_gflops", "metafile GFLOPs", "{:g}"),
+           ("clips_per_s", "inference clips/s", "{:.2f}"), ("peak_mib", "peak MiB", "{:.0f}"),
+           ("train_step_s", "train step s", "{:.2f}"), ("published_top1", "top-1", "{:g}"),
+           ("published_top5", "top-5", "{:g}"), ("source", "accuracy from", "{}"),
+           ("eval_top1", "eval top-1", "{:.1f}"), ("eval_top5", "eval top-5", "{:.1f}"),
+           ("note", "note", "{}")]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    return "-" if value is None else fmt.format(value)
+
+
+def markdown(rows: List[dict]) -> str:
+    """The table, config names shortened to their file names (the CSV keeps them whole)."""
+    columns = [c for c in COLUMNS if any(row.get(c[0]) is not None for row in rows)]
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    for row in rows:
+        row = dict(row, model=re.sub(r"^.*/|\.py", "", row["model"]))
+        lines.append("| " + " | ".join(_cell(row, key, fmt) for key, _, fmt in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: List[dict], out_dir: str) -> Dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {kind: osp.join(out_dir, f"zoo.{kind}") for kind in ("md", "csv", "png")}
+    with open(paths["md"], "w") as f:
+        f.write(markdown(rows))
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[key for key, _, _ in COLUMNS])
+        writer.writeheader()
+        writer.writerows([{key: row.get(key) for key, _, _ in COLUMNS} for row in rows])
+    plot(rows, paths["png"])
+    return paths
+
+
+def short_name(name: str) -> str:
+    base = osp.splitext(osp.basename(name.split(" + ")[0]))[0]
+    return base.split("_")[0] + ("_" + base.split("_")[1] if "_" in base else "") + (
+        " + CP" if " + CP" in name else "")
+
+
+def plot(rows: List[dict], path: str) -> None:
+    """Accuracy (measured if --eval, else published) against GMACs; marker area ~ parameters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for row in (row for row in rows if "gmacs" in row):
+        accuracy = row.get("eval_top1", row.get("published_top1"))
+        if accuracy is None:  # a twin or an unpublished model: its cost, on the axis
+            ax.axvline(row["gmacs"], color="0.85", zorder=0)
+            ax.annotate(short_name(row["model"]), (row["gmacs"], ax.get_ylim()[0]),
+                        rotation=90, fontsize=7, color="0.4", va="bottom")
+            continue
+        ax.scatter(row["gmacs"], accuracy, s=8 * row["params_m"], alpha=0.6)
+        ax.annotate(short_name(row["model"]), (row["gmacs"], accuracy), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("GMACs per test view (torch FlopCounterMode)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title("Accuracy against cost (marker area ~ parameters; grey: no accuracy to plot)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> List[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="zoo config names (mmaction::...) or files")
+    parser.add_argument("--with-cp", metavar="PRESET", help="add a CP twin of each zoo model: "
+                        "a CPBackbone placement preset (resnet50, resnet18...) or 'neck'")
+    parser.add_argument("--frames", type=int, help="frames per view (default: the config's)")
+    parser.add_argument("--size", type=int, help="frame side in pixels (default: the config's crop)")
+    parser.add_argument("--batch", type=int, default=1, help="views per inference call")
+    parser.add_argument("--train-batch", type=int, default=2, help="clips per training step")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--eval", action="store_true", help="measure accuracy on your data")
+    parser.add_argument("--ann-file", help="--eval: the annotation file of your test set")
+    parser.add_argument("--data-prefix", help="--eval: the folder of your videos or frames")
+    parser.add_argument("--checkpoints", nargs="+", help="--eval: one local checkpoint per model")
+    parser.add_argument("--out-dir", default=osp.join("work_dirs", "zoo"))
+    args = parser.parse_args(argv)
+    if args.eval and not (args.ann_file and args.data_prefix and args.checkpoints):
+        parser.error("--eval needs --ann-file, --data-prefix and --checkpoints (one per model)")
+    if args.checkpoints and len(args.checkpoints) != len(args.models):
+        parser.error(f"--checkpoints: got {len(args.checkpoints)} files for {len(args.models)} "
+                     f"models; pass one per model, in the same order")
+    if args.with_cp:
+        from cp_plugin.presets import CP_PRESETS
+
+        valid = set(CP_PRESETS) | {"neck"}
+        if args.with_cp not in valid:
+            parser.error(f"--with-cp {args.with_cp!r}: use one of {', '.join(sorted(valid))}")
+    rows = rows_for(args.models, args)
+    print(markdown(rows))
+    for kind, path in write_outputs(rows, args.out_dir).items():
+        print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
