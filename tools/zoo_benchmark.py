@@ -270,6 +270,7 @@ def measure(name: str, cfg: Config, args) -> dict:
     device = torch.device(args.device)
 
     def infer():
+        model.eval()  # after a training step: test views and running statistics again
         with torch.no_grad():
             model.extract_feat(x, stage="head")
     # Configs converted from other codebases (X3D's) have no training pipeline: train on views.
@@ -278,7 +279,6 @@ def measure(name: str, cfg: Config, args) -> dict:
     step = train_step(cfg, model, train_frames, side, args.train_batch, args.device)
     seconds = alternating_medians_of(dict(infer=infer, train=step), repeats=args.repeats,
                                      device=device)
-    model.eval()
     row.update(clips_per_s=args.batch / seconds["infer"], train_step_s=seconds["train"],
                peak_mib=peak_memory_bytes(infer, device) / 2 ** 20)
     return row

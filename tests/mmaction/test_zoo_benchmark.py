@@ -90,6 +90,15 @@ def test_runs_on_zoo_models_and_their_twins_at_a_reduced_input(tmp_path):
     assert (tmp_path / "zoo.png").stat().st_size > 10_000
 
 
+def test_tsn_twin_trains_on_3_segments_and_tests_on_25(tmp_path):
+    """Stock TSN's own views (no --frames): the twin's CPBackbone gets both segment counts, and
+    inference after a training step runs in eval mode on the 25-segment test view."""
+    rows = tool.main([TSN, "--with-cp", "resnet50", "--size", "32", "--repeats", "1",
+                      "--train-batch", "1", "--out-dir", str(tmp_path)])
+    assert "note" not in rows[1], rows[1]["note"]
+    assert rows[1]["input"] == "25x32x32" and rows[1]["clips_per_s"] > 0
+
+
 def test_refused_twin_is_a_row_that_says_why(tmp_path):
     rows = tool.main([X3D, "--with-cp", "resnet50", "--frames", "4", "--size", "32",
                       "--repeats", "1", "--train-batch", "1", "--out-dir", str(tmp_path)])
