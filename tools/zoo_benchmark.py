@@ -319,7 +319,7 @@ def rows_for(models: List[str], args) -> List[dict]:
                 if config is cfg:
                     raise
                 print(f"  {label}: {error}", flush=True)
-                rows.append(dict(model=label, note=str(error).split(";")[0]))
+                rows.append(dict(model=label, note=re.split(r"(?<=\.) |;", str(error))[0]))
                 continue
             paper = published(name) if config is cfg else dict(top1=None, top5=None, source=None,
                                                                gflops=None, params_m=None)
@@ -372,32 +372,35 @@ def write_outputs(rows: List[dict], out_dir: str) -> Dict[str, str]:
 
 
 def short_name(name: str) -> str:
-    base = osp.splitext(osp.basename(name.split(" + ")[0]))[0]
-    return base.split("_")[0] + ("_" + base.split("_")[1] if "_" in base else "") + (
-        " + CP" if " + CP" in name else "")
+    """'tsm r50 (sthv2)' style labels for the plot."""
+    base = osp.splitext(osp.basename(name))[0]
+    family = base.split("_")[0]
+    depth = re.search(r"(r\d+)", base)
+    dataset = next((d for d in ("sthv2", "kinetics400", "jester") if d in base), "")
+    label = f"{family} {depth.group(1) if depth and depth.group(1) not in family else ''}".strip()
+    return f"{label} ({dataset})" if dataset else label
 
 
 def plot(rows: List[dict], path: str) -> None:
-    """Accuracy (measured if --eval, else published) against GMACs; marker area ~ parameters."""
+    """Accuracy (measured if --eval, else published) against GMACs; marker area ~ parameters.
+    Rows without an accuracy (untrained twins) are in the table, not the plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for row in (row for row in rows if "gmacs" in row):
+    for row in rows:
         accuracy = row.get("eval_top1", row.get("published_top1"))
-        if accuracy is None:  # a twin or an unpublished model: its cost, on the axis
-            ax.axvline(row["gmacs"], color="0.85", zorder=0)
-            ax.annotate(short_name(row["model"]), (row["gmacs"], ax.get_ylim()[0]),
-                        rotation=90, fontsize=7, color="0.4", va="bottom")
+        if accuracy is None or "gmacs" not in row:
             continue
         ax.scatter(row["gmacs"], accuracy, s=8 * row["params_m"], alpha=0.6)
         ax.annotate(short_name(row["model"]), (row["gmacs"], accuracy), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("GMACs per test view (torch FlopCounterMode)")
+                    xytext=(5, 5), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("GMACs per test view (torch FlopCounterMode), log scale")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title("Accuracy against cost (marker area ~ parameters; grey: no accuracy to plot)")
+    ax.set_title("Published top-1 against cost (marker area ~ parameters)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
