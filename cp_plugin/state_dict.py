@@ -26,7 +26,7 @@ def _add_child_prefix(child, module, state_dict, prefix, *args):
     for key in [k for k in state_dict if k.startswith(prefix)]:
         local = key[len(prefix):]
         if not key.startswith(prefix + child) and not _owned_elsewhere(module, local, child):
-            state_dict[prefix + child + key[len(prefix):]] = state_dict.pop(key)
+            state_dict[prefix + child + local] = state_dict.pop(key)
 
 
 def _owned_elsewhere(module, key, child) -> bool:

@@ -54,6 +54,8 @@ PAPER = {
     "c2d_r34_24x1_jester_phase2.py": (84.73, None, "paper Table 5(b), val"),
 }
 CROPS = ("CenterCrop", "ThreeCrop", "TenCrop")
+#: What :func:`published` says of a model nobody published figures for.
+UNPUBLISHED = dict(top1=None, top5=None, source=None, gflops=None, params_m=None)
 
 
 def load_config(name: str) -> Config:
@@ -96,7 +98,7 @@ def published(name: str) -> dict:
     path = zoo_file(name)
     if path is None:
         top1, top5, source = PAPER.get(osp.basename(name), (None, None, None))
-        return dict(top1=top1, top5=top5, source=source, gflops=None, params_m=None)
+        return dict(UNPUBLISHED, top1=top1, top5=top5, source=source)
     import yaml
 
     metafile = osp.join(osp.dirname(path), "metafile.yml")
@@ -114,7 +116,7 @@ def published(name: str) -> dict:
                         source=f"metafile ({results.get('Dataset', '?')})",
                         gflops=_number(meta.get("FLOPs"), "G"),
                         params_m=_number(meta.get("Parameters"), "M"))
-    return dict(top1=None, top5=None, source="not in metafile", gflops=None, params_m=None)
+    return dict(UNPUBLISHED, source="not in metafile")
 
 
 def _step(pipeline: list, kinds) -> Optional[dict]:
@@ -321,8 +323,7 @@ def rows_for(models: List[str], args) -> List[dict]:
                 print(f"  {label}: {error}", flush=True)
                 rows.append(dict(model=label, note=re.split(r"(?<=\.) |;", str(error))[0]))
                 continue
-            paper = published(name) if config is cfg else dict(top1=None, top5=None, source=None,
-                                                               gflops=None, params_m=None)
+            paper = published(name) if config is cfg else UNPUBLISHED  # an untrained twin
             row.update(published_top1=paper["top1"], published_top5=paper["top5"],
                        source=paper["source"], metafile_gflops=paper["gflops"],
                        metafile_params_m=paper["params_m"])
@@ -374,10 +375,9 @@ def write_outputs(rows: List[dict], out_dir: str) -> Dict[str, str]:
 def short_name(name: str) -> str:
     """'tsm r50 (sthv2)' style labels for the plot."""
     base = osp.splitext(osp.basename(name))[0]
-    family = base.split("_")[0]
-    depth = re.search(r"(r\d+)", base)
-    dataset = next((d for d in ("sthv2", "kinetics400", "jester") if d in base), "")
-    label = f"{family} {depth.group(1) if depth and depth.group(1) not in family else ''}".strip()
+    depth = re.search(r"[-_](r\d+)(?=[-_]|$)", base)
+    dataset = next((d for d in ("sthv2", "kinetics400", "jester") if d in base), None)
+    label = base.split("_")[0] + (f" {depth.group(1)}" if depth else "")
     return f"{label} ({dataset})" if dataset else label
 
 

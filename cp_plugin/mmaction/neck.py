@@ -69,14 +69,16 @@ class CPNeck(CPModule):
         return ", ".join(parts)
 
     def forward(self, x: Union[torch.Tensor, tuple, list], data_samples=None) -> tuple:
-        if isinstance(x, list):  # Recognizer2D: one (N, C, T, H, W) map per backbone output
-            features = self._cp(self._chosen(x), from_frames=True)
+        if isinstance(x, torch.Tensor):
+            return self._cp(self._checked(x, from_2d=False), from_2d=False), {}
+        outputs = list(x)
+        position = self._position(len(outputs))
+        from_2d = isinstance(x, list)  # Recognizer2D: one (N, C, T, H, W) map per output
+        features = self._cp(self._checked(outputs[position], from_2d), from_2d)
+        if from_2d:
             return features.mean(dim=2, keepdim=True), {}
-        if isinstance(x, tuple):
-            outputs = list(x)
-            outputs[self._position(len(outputs))] = self._cp(self._chosen(x), from_frames=False)
-            return tuple(outputs), {}
-        return self._cp(self._chosen((x,), single=True), from_frames=False), {}
+        outputs[position] = features
+        return tuple(outputs), {}
 
     def _position(self, count: int) -> int:
         if not -count <= self.index < count:
@@ -84,8 +86,8 @@ class CPNeck(CPModule):
                              f"{count} output(s); use an index in [{-count}, {count - 1}]")
         return self.index % count
 
-    def _chosen(self, outputs, single: bool = False) -> torch.Tensor:
-        chosen = outputs[0] if single else outputs[self._position(len(outputs))]
+    @staticmethod
+    def _checked(chosen, from_2d: bool) -> torch.Tensor:
         if isinstance(chosen, (list, tuple)):
             raise TypeError(
                 "CPNeck's chosen backbone output is a pair of tensors (MViT's [patch_token, "
@@ -97,16 +99,16 @@ class CPNeck(CPModule):
             hint = ("Recognizer2D hands a neck each of the backbone's outputs regrouped into clips, "
                     "and splits a single output tensor per sample: give the backbone several "
                     "outputs (ResNet: out_indices=(2, 3)) and keep index=-1"
-                    if not single and isinstance(chosen, torch.Tensor) and chosen.dim() == 4
+                    if from_2d and isinstance(chosen, torch.Tensor) and chosen.dim() == 4
                     else "CPNeck needs a spatio-temporal map (N, C, T, H, W); a backbone that "
                     "pools or flattens its features (C3D, or timm's pooled output) has none: put "
                     "CP inside it with CPBackbone instead")
             raise ValueError(f"CPNeck got a backbone output of shape {shape}. {hint}.")
         return chosen
 
-    def _cp(self, video: torch.Tensor, from_frames: bool) -> torch.Tensor:
-        n, c, t, h, w = video.shape
-        segments = self.num_segments if from_frames else None
+    def _cp(self, video: torch.Tensor, from_2d: bool) -> torch.Tensor:
+        t = video.shape[2]
+        segments = self.num_segments if from_2d else None
         if segments is None or segments == t:
             return super().forward(video)
         if t % segments:
@@ -114,8 +116,8 @@ class CPNeck(CPModule):
                 f"CPNeck got T={t} frames, not a multiple of num_segments={segments}: "
                 f"Recognizer2D stacks the test views along T, so T must be views x segments; "
                 f"set num_segments to the segments per view (or None for all of T)")
+        # (N, C, views * S, H, W) -> (N * views, C, S, H, W): each view a clip of its own.
         views = t // segments
-        clips = video.view(n, c, views, segments, h, w).transpose(1, 2).reshape(
-            n * views, c, segments, h, w)
+        clips = video.unflatten(2, (views, segments)).transpose(1, 2).flatten(0, 1)
         out = super().forward(clips)
-        return out.view(n, views, c, segments, h, w).transpose(1, 2).reshape(n, c, t, h, w)
+        return out.unflatten(0, (-1, views)).transpose(1, 2).flatten(2, 3)

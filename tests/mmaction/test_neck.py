@@ -101,16 +101,17 @@ def test_non_identity_neck_is_cp_on_the_backbones_last_map(name, tmp_path):
         features = model.backbone(x.flatten(0, 1))
         if name == "tsn":  # CP on the clip of 8 segments, averaged over them, one segment each
             by_hand = model.cls_head(
-                CPModuleOf(model.neck)(clips_of(features[-1], 8)).mean(2), num_segs=1)
+                plain_cp(model.neck)(clips_of(features[-1], 8)).mean(2), num_segs=1)
         else:
-            by_hand = model.cls_head(CPModuleOf(model.neck)(features))
+            by_hand = model.cls_head(plain_cp(model.neck)(features))
         ours = scores(model, x)
-        torch.testing.assert_close(ours, by_hand)
+        # Other memory layouts may take other float kernels: compare on the scores' scale.
+        torch.testing.assert_close(ours, by_hand, rtol=1e-4, atol=1e-5 * by_hand.abs().max())
         plain = model.cls_head(features[-1], num_segs=8) if name == "tsn" else model.cls_head(features)
         assert not torch.allclose(ours, plain, rtol=1e-3, atol=1e-4)  # CP changed the scores
 
 
-def CPModuleOf(neck):
+def plain_cp(neck):
     """The neck's weights in a plain CPModule: the CP the neck must apply."""
     from cp_plugin import CPModule
 
@@ -140,7 +141,7 @@ def test_training_step_reaches_the_neck(tmp_path):
     model = build(zoo_config("i3d", tmp_path, EDITS["i3d"])).train()
     from mmaction.structures import ActionDataSample
 
-    data = dict(inputs=[clip for clip in inputs("i3d")[:, :, :, :, :, :].unbind(0)],
+    data = dict(inputs=list(inputs("i3d").unbind(0)),
                 data_samples=[ActionDataSample().set_gt_label(3)])
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
     before = model.neck.out_norm.weight.detach().clone()
