@@ -84,6 +84,10 @@ class _LayoutInBackward(torch.autograd.Function):
                 f"two checkpointed video models with different clip layouts ({current} and "
                 f"{ctx.layout}) share one backward pass; run backward for each separately or "
                 f"turn grad checkpointing off in one of them")
+        if current is not None:
+            # Another output of the same call (a features model's maps) set it for this pass
+            # already; a second token would be reset in the wrong order and leave it behind.
+            return None, grad
         token = _CURRENT_LAYOUT.set(ctx.layout)
 
         def restore() -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Tuple
 
+import timm.models._efficientnet_blocks as efficientnet_blocks
 import timm.models.byobnet as byobnet
+import timm.models.convnext as convnext
 import timm.models.dla as dla
 import timm.models.nfnet as nfnet
 import timm.models.regnet as regnet
@@ -36,9 +38,17 @@ def _needs(attr: str) -> Callable[[nn.Module], Optional[str]]:
     return check
 
 
-#: Block class -> (final activation attribute, per-instance check). Output channels are measured
-#: by the probe forward (:mod:`.probe`), which also checks each chosen instance.
-SUPPORTED: Dict[type, Tuple[str, Optional[Callable[[nn.Module], Optional[str]]]]] = {
+def _needs_skip(block: nn.Module) -> Optional[str]:
+    if block.has_skip:
+        return None
+    return ("no residual add: the block changes shape or stride, or was built with noskip "
+            "(`has_skip` is False), so it has no place 'after the residual add'")
+
+
+#: Block class -> (final activation attribute, or None for a block that ends with its residual
+#: add, so CP goes on its output; per-instance check). Output channels are measured by the
+#: probe forward (:mod:`.probe`), which also checks each chosen instance.
+SUPPORTED: Dict[type, Tuple[Optional[str], Optional[Callable[[nn.Module], Optional[str]]]]] = {
     resnet.BasicBlock: ("act2", None),
     resnet.Bottleneck: ("act3", None),
     sknet.SelectiveKernelBasic: ("act", None),
@@ -52,10 +62,24 @@ SUPPORTED: Dict[type, Tuple[str, Optional[Callable[[nn.Module], Optional[str]]]]
     **{cls: ("act", _needs("shortcut"))
        for cls in (byobnet.BasicBlock, byobnet.BottleneckBlock, byobnet.DarkBlock,
                    byobnet.EdgeBlock, byobnet.SelfAttnBlock)},
+    # Blocks that end with the residual add (no activation after it).
+    convnext.ConvNeXtBlock: (None, None),  # convnext*, convnextv2*
+    resnetv2.PreActBasic: (None, None),  # resnetv2_*, the pre-activation ResNets
+    resnetv2.PreActBottleneck: (None, None),
+    regnet.PreBottleneck: (None, _needs("downsample")),  # regnetv_*
+    nfnet.NormFreeBlock: (None, None),  # nfnet*, nf_resnet*
+    # efficientnet*, mobilenetv2/3/4*, mixnet*...: the add happens only `if self.has_skip`.
+    **{cls: (None, _needs_skip)
+       for cls in (efficientnet_blocks.DepthwiseSeparableConv,
+                   efficientnet_blocks.InvertedResidual,  # CondConvResidual too
+                   efficientnet_blocks.UniversalInvertedResidual,
+                   efficientnet_blocks.EdgeResidual)},
 }
 
 _TIMM_FIX = ("Use a timm model whose blocks end in their own activation (resnet*, resnext*, "
-             "seresnet*, ecaresnet*, skresnet*, resnest*, regnetx/y*), or choose other blocks.")
+             "seresnet*, skresnet*, resnest*, regnetx/y*) or with their residual add "
+             "(convnext*, resnetv2_*, regnetv_*, nfnet*, efficientnet*, mobilenetv2/3*), or "
+             "choose other blocks.")
 _TORCHVISION_FIX = ("Use timm's ResNet of the same depth instead (timm ships torchvision's "
                     "ImageNet weights for it, e.g. 'resnet50.tv_in1k'), or the mmaction2 backbone "
                     "(cp_plugin's CPBackbone).")
@@ -81,18 +105,6 @@ REFUSED: Dict[type, Refusal] = {
         _SHARED.format(where="after conv1 and again after the residual add"),
         "Use timm's seresnet18/seresnet34 instead of legacy_seresnet*: same architecture, with "
         "a separate final activation."),
-    resnetv2.PreActBasic: Refusal(
-        "pre-activation block: it ends with the residual add and has no activation after it",
-        _TIMM_FIX),
-    resnetv2.PreActBottleneck: Refusal(
-        "pre-activation block: it ends with the residual add and has no activation after it",
-        _TIMM_FIX),
-    regnet.PreBottleneck: Refusal(
-        "pre-activation block (regnetv_*): it ends with the residual add and has no activation "
-        "after it", _TIMM_FIX),
-    nfnet.NormFreeBlock: Refusal(
-        "pre-activation block: it ends with the residual add and has no activation after it",
-        _TIMM_FIX),
     byobnet.RepVggBlock: Refusal(
         "no separate residual add: the identity branch is one of several summed branches "
         "(and vanishes when re-parameterised)", _TIMM_FIX),

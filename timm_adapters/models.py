@@ -21,12 +21,12 @@ from torch import nn
 from cp_plugin.presets import CP_PRESETS
 
 from .insert import CP_OPTIONS, BlockList, insert_cp
-from .video import VideoFeatures, VideoModel
+from .video import DEFAULT_NUM_FRAMES, VideoFeatures, VideoModel
 
 
 def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrained: bool = False,
                        cp_cfg: Optional[dict] = None, global_pool: str = "avg",
-                       **kwargs) -> Union[VideoModel, VideoFeatures]:
+                       num_frames: int = DEFAULT_NUM_FRAMES, **kwargs) -> Union[VideoModel, VideoFeatures]:
     """A timm model with CP modules, wrapped to take clips (N, C, T, H, W).
 
     Args:
@@ -38,6 +38,7 @@ def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrain
         cp_cfg: CPModule options for every module; ``cp_<option>=`` keywords (``cp_k=4``) do
             the same.
         global_pool: pooling over T, H, W before the classifier, ``'avg'`` or ``'max'``.
+        num_frames: the clip length the model is meant for, in its ``pretrained_cfg``.
         **kwargs: passed to ``timm.create_model`` (``num_classes``, ``drop_rate``,
             ``pretrained_cfg_overlay``, ``features_only``, ``out_indices``, ``feature_cls`` ...).
             With ``features_only``, block names are those of the features model (the same
@@ -65,15 +66,16 @@ def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrain
         cp_blocks = base_name
 
     if kwargs.get("features_only") and kwargs.get("feature_cls") == "fx":
-        return _fx_features(model_name, cp_blocks, cp_cfg, pretrained, kwargs)
+        return _fx_features(model_name, cp_blocks, cp_cfg, pretrained, num_frames, kwargs)
     backbone = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     insert_cp(backbone, cp_blocks, **cp_cfg)
     if kwargs.get("features_only"):
-        return VideoFeatures(backbone)
-    return VideoModel(backbone, global_pool=global_pool)
+        return VideoFeatures(backbone, num_frames)
+    return VideoModel(backbone, global_pool=global_pool, num_frames=num_frames)
 
 
-def _fx_features(model_name, cp_blocks, cp_cfg, pretrained, kwargs) -> VideoFeatures:
+def _fx_features(model_name, cp_blocks, cp_cfg, pretrained, num_frames, kwargs
+                 ) -> VideoFeatures:
     # timm would trace the model before CP could go in, inlining the blocks; so insert into the
     # full model first and trace it then (CP sites are registered as FX leaves).
     kwargs = dict(kwargs)
@@ -81,7 +83,7 @@ def _fx_features(model_name, cp_blocks, cp_cfg, pretrained, kwargs) -> VideoFeat
     out_indices = kwargs.pop("out_indices", (0, 1, 2, 3, 4))
     backbone = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     insert_cp(backbone, cp_blocks, **cp_cfg)
-    return VideoFeatures(FeatureGraphNet(backbone, out_indices=out_indices))
+    return VideoFeatures(FeatureGraphNet(backbone, out_indices=out_indices), num_frames)
 
 
 def _cpnet(base: str, pretrained: bool, kwargs: dict) -> nn.Module:

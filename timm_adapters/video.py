@@ -19,6 +19,8 @@ from cp_plugin.layout import frames_to_video, video_to_frames
 from cp_plugin.state_dict import hide_child_in_state_dict
 
 POOLS = ("avg", "max")
+#: The clip length a video model is meant for unless told otherwise: the paper's 8-frame clips.
+DEFAULT_NUM_FRAMES = 8
 
 
 def _check_pool(global_pool: str) -> str:
@@ -32,12 +34,16 @@ class ClipsAsFrames(nn.Module):
     """What both wrappers share: hold the image model, turn clips into frames, tell the CP
     sites the clip layout of the call."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, num_frames: int = DEFAULT_NUM_FRAMES) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(
                 f"backbone must be a timm model (nn.Module), got {type(backbone).__name__}")
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames (the clip length the model is meant for) must be a "
+                             f"positive int, got {num_frames!r}")
         self.backbone = backbone
+        self.num_frames = num_frames
         hide_child_in_state_dict(self)  # plain timm checkpoints load into the wrapper
 
     def _run(self, function, x: torch.Tensor):
@@ -52,14 +58,31 @@ class ClipsAsFrames(nn.Module):
         layout = ClipLayout(num_clips=x.shape[0], input_frames=x.shape[2])
         with clip_layout(self.backbone, layout):
             out = function(video_to_frames(x))
-        if getattr(self.backbone, "grad_checkpointing", False) and not torch.compiler.is_compiling():
+        if self._checkpointing() and not torch.compiler.is_compiling():
             out = keep_layout_for_recompute(out, layout)
         return out, layout
 
+    def _checkpointing(self) -> bool:
+        # timm keeps the flag on the model (ResNet, EfficientNet) or on each stage (ConvNeXt,
+        # ResNetV2, RegNet), so look everywhere.
+        return torch.is_grad_enabled() and any(
+            getattr(module, "grad_checkpointing", False) is True
+            for module in self.backbone.modules())
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint the image model's blocks; CP modules inside them are re-run in backward."""
+        if not callable(getattr(self.backbone, "set_grad_checkpointing", None)):
+            raise TypeError(f"{type(self.backbone).__name__} has no set_grad_checkpointing(); "
+                            f"timm's FX feature models (feature_cls='fx') cannot checkpoint, "
+                            f"use the default feature_cls")
+        self.backbone.set_grad_checkpointing(enable)
+
     @property
     def pretrained_cfg(self) -> dict:
-        """The image model's, so ``timm.data.resolve_model_data_config`` works on the wrapper."""
-        return getattr(self.backbone, "pretrained_cfg", {})
+        """The image model's (so ``timm.data.resolve_model_data_config`` works on the wrapper),
+        plus ``num_frames``: the clip length the video model is meant for. ``input_size`` stays
+        the per-frame (C, H, W) that timm's transforms expect."""
+        return {**getattr(self.backbone, "pretrained_cfg", {}), "num_frames": self.num_frames}
 
     @property
     def default_cfg(self) -> dict:
@@ -77,6 +100,8 @@ class VideoModel(ClipsAsFrames):
         backbone: a timm classification model (with ``forward_features``/``forward_head``),
             possibly with CP modules inserted by :func:`timm_adapters.insert_cp`.
         global_pool: ``'avg'`` (the paper's global average over T, H, W) or ``'max'``.
+        num_frames: the clip length the model is meant for, stated in ``pretrained_cfg``
+            (any T >= 2 runs).
 
     T may differ between calls (train on 8 frames, test on 16). The classifier is the image
     model's own head, applied to the pooled clip features. State-dict keys are the image model's
@@ -96,8 +121,9 @@ class VideoModel(ClipsAsFrames):
         torch.Size([2, 10])
     """
 
-    def __init__(self, backbone: nn.Module, global_pool: str = "avg") -> None:
-        super().__init__(backbone)
+    def __init__(self, backbone: nn.Module, global_pool: str = "avg",
+                 num_frames: int = DEFAULT_NUM_FRAMES) -> None:
+        super().__init__(backbone, num_frames)
         for method in ("forward_features", "forward_head", "reset_classifier", "get_classifier"):
             if not callable(getattr(backbone, method, None)):
                 raise TypeError(
@@ -135,6 +161,33 @@ class VideoModel(ClipsAsFrames):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCTHW",
+                              intermediates_only: bool = False):
+        """timm's ``forward_intermediates`` on clips: every map is (N, C_i, T, H_i, W_i).
+
+        ``indices``, ``norm``, ``stop_early`` and ``intermediates_only`` mean what they mean for
+        the image model; returns ``(features, intermediates)``, or the intermediates alone.
+        """
+        if output_fmt != "NCTHW":
+            raise ValueError(f"output_fmt must be 'NCTHW' (maps of clips), got {output_fmt!r}")
+        if not callable(getattr(self.backbone, "forward_intermediates", None)):
+            raise TypeError(f"{type(self.backbone).__name__} has no forward_intermediates()")
+        out, layout = self._run(lambda frames: self.backbone.forward_intermediates(
+            frames, indices=indices, norm=norm, stop_early=stop_early, output_fmt="NCHW",
+            intermediates_only=intermediates_only), x)
+        if intermediates_only:
+            return [frames_to_video(m, num_clips=layout.num_clips) for m in out]
+        features, intermediates = out
+        return (frames_to_video(features, num_clips=layout.num_clips),
+                [frames_to_video(m, num_clips=layout.num_clips) for m in intermediates])
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """The image model's: drop the layers that ``forward_intermediates(indices)`` skips."""
+        return self.backbone.prune_intermediate_layers(indices, prune_norm=prune_norm,
+                                                        prune_head=prune_head)
+
     def get_classifier(self) -> nn.Module:
         return self.backbone.get_classifier()
 
@@ -143,10 +196,6 @@ class VideoModel(ClipsAsFrames):
         if global_pool is not None:
             self.global_pool = _check_pool(global_pool)
         self.backbone.reset_classifier(num_classes)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint the image model's blocks; CP modules inside them are re-run in backward."""
-        self.backbone.set_grad_checkpointing(enable)
 
     def group_matcher(self, coarse: bool = False) -> Dict:
         """The image model's parameter groups (for layer decay), for the wrapper's names."""

@@ -17,6 +17,7 @@ import timm.models
 import timm.optim
 import timm_adapters
 from cp_plugin import CPModule
+from cp_plugin.call_layout import current_layout
 from cp_plugin.insertion import ActivationSite, insertion_sites
 from cp_plugin.presets import CP_PRESETS
 from timm_adapters import (UnsupportedBlockError, VideoModel, create_video_model, insert_cp,
@@ -123,6 +124,93 @@ def test_identity_at_init_keys_and_training(name, blocks, act):
 
 
 # ---------------------------------------------------------------------------------------------
+# Families whose blocks end with the residual add: CP goes on the block's output.
+
+ADD_LAST_FAMILIES = [  # model, blocks (each ends with its residual add)
+    ("convnext_atto", ["stages.2.blocks.0", "stages.2.blocks.1"]),  # ConvNeXtBlock
+    ("resnetv2_18", ["stages.2.blocks.1"]),  # PreActBasic
+    ("resnetv2_50", ["stages.2.blocks.1"]),  # PreActBottleneck
+    ("efficientnet_b0", ["blocks.5.1"]),  # InvertedResidual
+    ("mobilenetv3_small_100", ["blocks.2.1"]),  # InvertedResidual with SE
+    ("regnetv_040", ["s3.b2"]),  # PreBottleneck
+]
+
+
+def c2d_logits(plain, x):
+    """C2D logits of an image model whose head may norm (ConvNeXt) or be a conv (ResNetV2)."""
+    n, c, t, h, w = x.shape
+    features = plain.forward_features(x.transpose(1, 2).reshape(n * t, c, h, w))
+    pooled = features.reshape(n, t, *features.shape[1:]).mean(dim=(1, 3, 4))
+    return plain.forward_head(pooled[:, :, None, None]).flatten(1)
+
+
+def cp_after_block_by_hand(plain, block_name, cp):
+    """The plain image model with ``cp`` applied to one block's output by a forward hook,
+    viewing the (N*T, C, H, W) output as clips of ``plain.num_clips``."""
+    def hook(module, args, output):
+        n = plain.num_clips
+        video = output.reshape(n, -1, *output.shape[1:]).transpose(1, 2)
+        out = cp(video)
+        return out.transpose(1, 2).reshape(output.shape)
+    return dict(plain.named_modules())[block_name].register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("name,blocks", ADD_LAST_FAMILIES, ids=[f[0] for f in ADD_LAST_FAMILIES])
+def test_blocks_that_end_with_the_add_take_cp_on_their_output(name, blocks):
+    torch.manual_seed(0)
+    video = create_video_model(name, blocks, num_classes=5, cp_k=2)
+    plain = timm.create_model(name, num_classes=5)
+    loaded = plain.load_state_dict(video.state_dict(), strict=False)
+    assert loaded.missing_keys == []  # the blocks' own keys did not move
+    assert {k.split(".module.")[0] for k in loaded.unexpected_keys} == set(blocks)
+    video.eval()
+    plain.eval()
+    x = clips(size=64)
+    with torch.no_grad():
+        assert torch.equal(video(x), c2d_logits(plain, x))  # identity at init
+        activate_cp(video)
+        plain.num_clips = x.shape[0]
+        handles = [cp_after_block_by_hand(plain, block, cp)
+                   for block, cp in zip(blocks, cp_modules(video))]
+        try:
+            by_hand = c2d_logits(plain, x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        out = video(x)
+        torch.testing.assert_close(out, by_hand, rtol=1e-4, atol=1e-5 * by_hand.abs().max())
+        assert not torch.allclose(out, c2d_logits(plain, x))
+
+
+def test_a_block_without_its_skip_is_refused():
+    with pytest.raises(UnsupportedBlockError, match=r"'blocks\.0\.0' \(timm\.models\."
+                       r"_efficientnet_blocks\.DepthwiseSeparableConv\).*`has_skip` is False"):
+        create_video_model("efficientnet_b0", ["blocks.0.0"])  # 32 -> 16 channels
+
+
+def test_grad_checkpointing_per_stage_recomputes_cp():
+    """ConvNeXt keeps the checkpointing flag on each stage, not on the model."""
+    torch.manual_seed(0)
+    model = activate_cp(create_video_model("convnext_atto", ["stages.2.blocks.1"], num_classes=3))
+    x, labels = clips(size=64), torch.tensor([0, 2])
+
+    def grads():
+        model.zero_grad()
+        F.cross_entropy(model(x), labels).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain_grads = grads()
+    model.set_grad_checkpointing(True)
+    assert not getattr(model.backbone, "grad_checkpointing", False)
+    assert all(stage.grad_checkpointing for stage in model.backbone.stages)
+    ckpt_grads = grads()
+    assert plain_grads.keys() == ckpt_grads.keys()
+    for n in plain_grads:
+        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
 # Refusals.
 
 @pytest.mark.parametrize("name,blocks,match", [
@@ -130,7 +218,6 @@ def test_identity_at_init_keys_and_training(name, blocks, act):
      r"'layer2\.2' \(timm\.models\.res2net\.Bottle2neck\).*shared activation"),
     ("legacy_seresnet18", "resnet18",
      r"'layer2\.0' \(timm\.models\.senet\.SEResNetBlock\).*shared activation.*seresnet18"),
-    ("resnetv2_50", ["stages.2.blocks.0"], r"PreActBottleneck\).*pre-activation block"),
     ("regnetz_005", ["s3.b1"], r"'s3\.b1'.*no residual add.*`downsample` is None"),
 ])
 def test_unsupported_timm_blocks_are_refused(name, blocks, match):
@@ -262,7 +349,7 @@ def test_trained_at_8_frames_evaluates_at_16():
         with torch.no_grad():
             out = model(x)
             assert out.shape == (n, 4) and torch.isfinite(out).all()
-            assert not torch.allclose(out, c2d(plain, x)[1])  # the trained CP acts at T=16
+            assert not torch.allclose(out, c2d_logits(plain, x))  # the trained CP acts at T=16
 
 
 def test_wrapper_rejects_frames():
@@ -278,7 +365,11 @@ def test_timm_model_api():
     assert isinstance(model, VideoModel)
     assert model.num_classes == 5 and model.num_features == model.head_hidden_size == 512
     assert model.get_classifier() is model.backbone.fc
-    assert model.pretrained_cfg == model.default_cfg == model.backbone.pretrained_cfg
+    assert model.pretrained_cfg == model.default_cfg == {**model.backbone.pretrained_cfg,
+                                                         "num_frames": 8}
+    assert timm.create_model("cpnet_resnet18", num_frames=16).pretrained_cfg["num_frames"] == 16
+    with pytest.raises(ValueError, match=r"num_frames .* positive int, got 0"):
+        create_video_model("resnet18", [], num_frames=0)
     assert timm.data.resolve_model_data_config(model)["mean"] == (0.485, 0.456, 0.406)
     x = clips()
     model.eval()
@@ -322,6 +413,57 @@ def test_features_only():
         assert [m.shape for m in maps[feature_cls]] == [(2, 128, 4, 4, 4), (2, 256, 4, 2, 2)]
     for listed, traced in zip(maps["list"], maps["fx"]):
         torch.testing.assert_close(listed, traced)
+
+
+@pytest.mark.parametrize("name,blocks", [("resnet18", "resnet18"),
+                                         ("convnext_atto", ["stages.2.blocks.1"])])
+def test_forward_intermediates_gives_maps_of_clips(name, blocks):
+    torch.manual_seed(0)
+    model = activate_cp(create_video_model(name, blocks, num_classes=3)).eval()
+    plain = timm.create_model(name, num_classes=3).eval()
+    x = clips(2, 4, size=64)
+    with torch.no_grad():
+        features, maps = model.forward_intermediates(x)
+        assert torch.equal(features, model.forward_features(x))
+        n_maps = len(plain.forward_intermediates(torch.zeros(1, 3, 64, 64))[1])
+        assert len(maps) == n_maps and all(m.shape[:3:2] == (2, 4) for m in maps)
+        last = model.forward_intermediates(x, indices=1, intermediates_only=True)
+    assert len(last) == 1 and last[0].shape[2] == 4
+    # The maps are the ones after CP: the last stage's map differs from the plain model's.
+    plain.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        plain_last = plain.forward_intermediates(video_frames(x), indices=1,
+                                                 intermediates_only=True)[0]
+    assert not torch.allclose(last[0].transpose(1, 2).flatten(0, 1), plain_last)
+    with pytest.raises(ValueError, match="output_fmt must be 'NCTHW'"):
+        model.forward_intermediates(x, output_fmt="NCHW")
+
+
+def video_frames(x):
+    return x.transpose(1, 2).flatten(0, 1)
+
+
+def test_features_only_grad_checkpointing():
+    torch.manual_seed(0)
+    # timm's features model flattens ConvNeXt's top level: stages.2 becomes stages_2.
+    model = activate_cp(create_video_model("convnext_atto", ["stages_2.blocks.1"],
+                                           features_only=True, out_indices=(2, 3)))
+    x = clips(2, 4, size=64)
+
+    def grads():
+        model.zero_grad()
+        sum(m.square().mean() for m in model(x)).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain_grads = grads()
+    model.set_grad_checkpointing(True)
+    ckpt_grads = grads()
+    # Backward of the two maps restored the layout for the recompute, and took it away again.
+    assert current_layout(model) is None
+    assert plain_grads.keys() == ckpt_grads.keys() and any(".module." in n for n in ckpt_grads)
+    for n in plain_grads:
+        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
 
 
 def test_grad_checkpointing_recomputes_cp_with_the_clip_count():
