@@ -42,6 +42,8 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
 def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
                         chunk_size: Optional[int] = None) -> torch.Tensor:
     """:func:`other_frame_knn` without argument checks, for callers that validated already."""
+    if torch.compiler.is_exporting():
+        return search_whole_clip(points, points_per_frame, k)
     n, num_points, _ = points.shape
     hw = points_per_frame
     candidates_per_query = num_points - hw
@@ -53,16 +55,8 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
     # under translation, so centring first keeps the expansion below accurate for features with
     # a large common offset.
     with torch.no_grad(), torch.autocast(points.device.type, enabled=False):
-        pts = points.detach()
-        if pts.dtype not in (torch.float32, torch.float64):
-            pts = pts.float()
-        pts = pts - pts.mean(dim=1, keepdim=True)
-        # ||q - p||^2 = ||q||^2 + (||p||^2 - 2 q.p), and ||q||^2 does not change a query's
-        # ranking. One matmul gives the rest: queries [-2q, 1] against candidates [p, ||p||^2].
-        queries = torch.cat([pts * -2.0, pts.new_ones(n, num_points, 1)], dim=-1)
-        # Keys stored (N, C + 1, P): bmm runs about a third faster on them than on a transpose.
-        keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
-        keys = keys.contiguous()
+        pts = _centred(points)
+        queries, keys = _expanded(pts)
         indices = torch.empty(n, num_points, k, dtype=torch.long, device=pts.device)
         for frame_start in range(0, num_points, hw):
             frame_stop = frame_start + hw
@@ -75,6 +69,36 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
                 # Candidates after the query's frame sit hw positions later in the clip.
                 indices[:, start:stop] = nearest + (nearest >= frame_start) * hw
         return indices
+
+
+def _centred(points: torch.Tensor) -> torch.Tensor:
+    pts = points.detach()
+    if pts.dtype not in (torch.float32, torch.float64):
+        pts = pts.float()
+    return pts - pts.mean(dim=1, keepdim=True)
+
+
+def _expanded(pts: torch.Tensor):
+    """Queries (N, P, C + 1) and keys (N, C + 1, P) whose product ranks candidates as distances:
+    ||q - p||^2 = ||q||^2 + (||p||^2 - 2 q.p), and ||q||^2 does not change a query's ranking,
+    so queries [-2q, 1] against candidates [p, ||p||^2] give the rest in one matmul."""
+    queries = torch.cat([pts * -2.0, torch.ones_like(pts[..., :1])], dim=-1)
+    # Keys stored (N, C + 1, P): bmm runs about a third faster on them than on a transpose.
+    keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
+    return queries, keys.contiguous()
+
+
+def search_whole_clip(points: torch.Tensor, points_per_frame: int, k: int) -> torch.Tensor:
+    """:func:`search_other_frames` as one (N, P, P) score matrix with each query's own frame
+    masked out: no Python loop over frames or chunks, so a traced graph (torch.export, ONNX)
+    keeps N, T, H and W symbolic. Memory O(N * P^2): meant for inference at export sizes."""
+    with torch.no_grad(), torch.autocast(points.device.type, enabled=False):
+        queries, keys = _expanded(_centred(points))
+        scores = torch.bmm(queries, keys)  # (N, P, P)
+        frame = torch.arange(points.shape[1], device=points.device) // points_per_frame
+        own_frame = frame.unsqueeze(1) == frame.unsqueeze(0)
+        scores = scores.masked_fill(own_frame, float("inf"))
+        return scores.topk(k, dim=-1, largest=False).indices
 
 
 #: Rows at least this long (in multiples of k) take :func:`smallest_k`'s two-stage path.

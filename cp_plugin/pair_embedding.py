@@ -56,14 +56,19 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
     Returns:
         (M, C_L) the max over the k pairs of the last layer's output.
     """
-    if recompute:
+    # torch.export (and so ONNX) traces plain ops: the fused last layer's chunk loop would fix
+    # the number of points, and so T, H and W, in the exported graph.
+    exporting = torch.compiler.is_exporting()
+    if recompute and not exporting:
         return _fused(centre, neighbour, index, weights, norms)
-    pairs = neighbour.index_select(0, index.view(-1)).view(*index.shape, -1)
+    pairs = neighbour.index_select(0, index.reshape(-1)).view(*index.shape, -1)
     pairs = pairs.add_(centre.unsqueeze(1))  # (M, k, C1)
-    for weight, norm in zip(weights[:-1], norms[:-1]):
+    plain = len(weights) if exporting else len(weights) - 1
+    for weight, norm in zip(weights[:plain], norms[:plain]):
         pairs = pairs if weight is None else F.linear(pairs, weight)
-        flat = pairs.reshape(-1, pairs.shape[-1])
-        pairs = F.relu(norm(flat), inplace=True).view(pairs.shape)
+        pairs = F.relu(norm(pairs.reshape(-1, pairs.shape[-1])), inplace=True).view(pairs.shape)
+    if exporting:
+        return pairs.amax(dim=1)
     return _fused(None, pairs, None, weights[-1:], norms[-1:])
 
 

@@ -8,7 +8,9 @@ import torch
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # A SymInt is a size while torch.export traces with dynamic shapes: the comparison below
+    # then becomes a check on the exported graph's input range.
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -35,8 +37,9 @@ def check_k(k: int, num_frames: int, points_per_frame: int) -> int:
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
-    # Data-dependent check: skipped while torch.compile traces so it causes no graph break.
-    if torch.compiler.is_compiling():
+    # Data-dependent check: skipped while torch.compile or torch.export trace, so it causes no
+    # graph break and no data-dependent guard.
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return
     # One reduction first: a NaN or Inf anywhere makes the sum non-finite, so a finite sum
     # clears the tensor at a tenth of the cost of isfinite().all() (four passes). Only a

@@ -123,3 +123,26 @@ def test_smallest_k_agrees_with_topk(monkeypatch, length, k, ties):
     expected = scores.topk(k, dim=-1, largest=False).values
     assert torch.equal(scores.gather(-1, indices), expected)  # same values, smallest first
     assert (indices.sort(-1).values.diff(dim=-1) != 0).all()  # no entry twice
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "offset"])
+@pytest.mark.parametrize("n,t,hw", [(1, 2, 1), (2, 3, 25), (3, 8, 9)])
+def test_whole_clip_search_for_export_matches_brute_force(case, n, t, hw):
+    """The loop-free search that torch.export traces: one masked (N, P, P) score matrix."""
+    gen = torch.Generator().manual_seed(n * 100 + t * 10 + hw)
+    points = torch.randn(n, t * hw, 6, generator=gen)
+    if case == "ties":  # few distinct values: many equal distances around the k-th
+        points = points.round()
+    elif case == "offset":
+        points = points + 1e4
+    for k in sorted({1, min(8, (t - 1) * hw), (t - 1) * hw}):
+        assert_exact_knn(points, t, k, knn.search_whole_clip(points, hw, k))
+
+
+def test_export_takes_the_whole_clip_search(monkeypatch):
+    calls = []
+    monkeypatch.setattr(knn, "search_whole_clip", lambda *args: calls.append(args) or "whole")
+    points = torch.randn(1, 8, 4)
+    assert knn.search_other_frames(points, 4, 2) != "whole"
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert knn.search_other_frames(points, 4, 2) == "whole" and len(calls) == 1

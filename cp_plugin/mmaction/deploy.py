@@ -1,0 +1,59 @@
+"""Trained recognizers out of training: loaded by mmaction2's own API, and as a plain
+``clips -> class scores`` module for torch.export and ONNX."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmaction.apis import init_recognizer
+from mmaction.models import Recognizer2D, Recognizer3D
+from torch import nn
+
+from ..compat import mmengine_checkpoints_allowed
+
+
+def load_recognizer(config, checkpoint: Optional[str] = None, device: str = "cpu") -> nn.Module:
+    """``mmaction.apis.init_recognizer`` on a config (path or Config) and a checkpoint (a
+    Runner checkpoint or a bare state dict), which torch's weights-only load reads."""
+    if isinstance(config, str) and not osp.isfile(config):
+        raise FileNotFoundError(f"config {config!r} does not exist")
+    if checkpoint is not None and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give the .pth a "
+                                f"training run wrote (work_dirs/<config>/epoch_N.pth)")
+    with mmengine_checkpoints_allowed():
+        return init_recognizer(config, checkpoint, device=device)
+
+
+class ClipRecognizer(nn.Module):
+    """Backbone, neck and head of an mmaction2 recognizer on one view per sample.
+
+    The input is what the recognizer's data preprocessor hands the backbone: clips already
+    normalised with the config's ``mean`` and ``std``. A Recognizer2D (TSN, TSM) gets the T
+    frames as its segments; averaging several views (test crops, clips) is left to the caller.
+
+    Shape:
+        - Input: clips (N, C, T, H, W).
+        - Output: (N, num_classes) class scores (the head's, before softmax).
+
+    Examples::
+
+        >>> model = ClipRecognizer(load_recognizer('config.py', 'epoch_10.pth'))  # doctest: +SKIP
+    """
+
+    def __init__(self, recognizer: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(recognizer, (Recognizer2D, Recognizer3D)):
+            raise TypeError(f"recognizer must be an mmaction2 Recognizer2D or Recognizer3D, "
+                            f"got {type(recognizer).__name__}")
+        self.recognizer = recognizer
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        if not isinstance(clips, torch.Tensor) or clips.dim() != 5:
+            shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
+            raise ValueError(f"clips must be (N, C, T, H, W), got {shape}")
+        if isinstance(self.recognizer, Recognizer2D):
+            inputs = clips.transpose(1, 2)  # (N, T, C, H, W): T segments
+        else:
+            inputs = clips.unsqueeze(1)  # (N, 1, C, T, H, W): one view
+        return self.recognizer(inputs, mode="tensor", stage="head")

@@ -1,0 +1,109 @@
+"""Export: torch.export and ONNX (onnxruntime) of timm and mmaction2 CPNets, N, T, H, W dynamic."""
+import os
+
+import pytest
+import torch
+
+import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+import timm
+import timm_adapters  # noqa: F401  (registers cpnet_*)
+from cp_plugin.export import clip_dynamic_shapes, export_program
+from cp_plugin.insertion import insertion_sites
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
+
+
+def activate_cp(model, seed=0):
+    """CP modules that change their input, by a modest amount (scores stay of order 1-10)."""
+    gen = torch.Generator().manual_seed(seed)
+    for site in insertion_sites(model):
+        norm = site.module.out_norm
+        with torch.no_grad():
+            norm.weight.copy_(0.5 * torch.randn(norm.weight.shape, generator=gen))
+    return model.eval()
+
+
+def random_clips(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def timm_cpnet():
+    torch.manual_seed(0)
+    return activate_cp(timm.create_model("cpnet_resnet18", num_classes=7))
+
+
+def test_torch_export_keeps_batch_frames_and_size_symbolic():
+    model = timm_cpnet()
+    program = export_program(model, random_clips(1, 3, 4, 64, 64),
+                             dynamic=("batch", "frames", "size"))
+    exported = program.module()
+    plain = timm.create_model("resnet18", num_classes=7).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    for i, shape in enumerate([(2, 3, 4, 64, 64), (1, 3, 3, 96, 80), (3, 3, 9, 64, 64)]):
+        x = random_clips(*shape, seed=i)
+        with torch.no_grad():
+            expected = model(x)
+            torch.testing.assert_close(exported(x), expected, rtol=1e-4, atol=1e-4)
+    # CP is in the graph: the exported model is not the plain C2D.
+    with torch.no_grad():
+        c2d = plain(x.transpose(1, 2).flatten(0, 1)).view(3, 9, 7).mean(1)
+    assert not torch.allclose(exported(x), c2d, atol=1e-3)
+
+
+def test_export_refuses_what_it_cannot_export():
+    model = timm_cpnet()
+    with pytest.raises(ValueError, match=r"clips \(N, C, T, H, W\), got \(4, 3, 64, 64\)"):
+        export_program(model, torch.zeros(4, 3, 64, 64))
+    with pytest.raises(ValueError, match="dynamic names unknown dims \\['time'\\]"):
+        clip_dynamic_shapes(["batch", "time"])
+    model.train()
+    with pytest.raises(ValueError, match=r"eval mode \(model.eval\(\)\)"):
+        export_program(model, torch.zeros(1, 3, 4, 64, 64))
+
+
+def graph_input_dims(path):
+    import onnx
+
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_param or d.dim_value for d in dims]
+
+
+@pytest.mark.slow
+def test_timm_cpnet_onnx_runs_in_onnxruntime_at_other_shapes(tmp_path):
+    from tools import export_onnx
+
+    checkpoint = tmp_path / "cpnet.pth"
+    torch.save(timm_cpnet().state_dict(), checkpoint)
+    out = str(tmp_path / "cpnet.onnx")
+    result = export_onnx.main(["--timm-model", "cpnet_resnet18", "--num-classes", "7",
+                               "--timm-checkpoint", str(checkpoint), "--shape", "1", "3", "4",
+                               "64", "64", "--dynamic", "batch", "frames", "size",
+                               "--out", out])
+    assert len(result["shapes"]) == 3 and result["difference"] < 1e-4
+    dims = graph_input_dims(out)
+    assert dims[1] == 3 and all(isinstance(d, str) for d in dims[:1] + dims[2:]), dims
+
+
+@pytest.mark.slow
+def test_mmaction_cpnet_r18_onnx_runs_in_onnxruntime(tmp_path):
+    from cp_plugin.mmaction.deploy import ClipRecognizer, load_recognizer
+    from tools import export_onnx
+
+    torch.manual_seed(0)
+    recognizer = activate_cp(load_recognizer(CPNET_R18))
+    checkpoint = str(tmp_path / "epoch_1.pth")
+    torch.save(dict(state_dict=recognizer.state_dict(), meta=dict(epoch=1)), checkpoint)
+    out = str(tmp_path / "cpnet_r18.onnx")
+    # At 64 x 64, res5's 2 x 2 map has k=8 candidates only from T >= 3.
+    result = export_onnx.main([CPNET_R18, checkpoint, "--shape", "1", "3", "4", "64", "64",
+                               "--min-frames", "3", "--out", out])
+    assert result["shapes"] == [(1, 3, 4, 64, 64), (2, 3, 6, 64, 64)]
+    assert result["difference"] < 1e-4
+    dims = graph_input_dims(out)
+    assert isinstance(dims[0], str) and isinstance(dims[2], str) and dims[3:] == [64, 64]
+    # The graph's scores are the recognizer's own head scores for one view.
+    x = random_clips(2, 3, 4, 64, 64)
+    with torch.no_grad():
+        own = recognizer(x.unsqueeze(1), mode="tensor", stage="head")
+        torch.testing.assert_close(ClipRecognizer(recognizer)(x), own)
