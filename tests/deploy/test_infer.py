@@ -1,0 +1,109 @@
+"""tools/infer.py on a generated mp4: top-5 through mmaction2's inference API, and timm's."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+from cp_plugin.insertion import insertion_sites
+from shrink import shrink_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
+
+
+def activate_cp(model):
+    gen = torch.Generator().manual_seed(0)
+    for site in insertion_sites(model):
+        norm = site.module.out_norm
+        with torch.no_grad():
+            norm.weight.copy_(0.5 * torch.randn(norm.weight.shape, generator=gen))
+    return model
+
+
+@pytest.fixture
+def trained_cpnet(tmp_path, video_data, rawframe_data, imagenet_checkpoint):
+    """A shrunk CPNet-R18 config (4 classes) and a checkpoint of it with active CP modules."""
+    from mmaction.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    cfg = shrink_config(Config.fromfile(CPNET_R18), tmp_path / "work", video_data,
+                        rawframe_data, imagenet_checkpoint)
+    cfg.model.cls_head.num_classes = 4
+    # mmaction2's inference_recognizer reads the top-level test_pipeline: the shrunk one.
+    cfg.test_pipeline = cfg.test_dataloader.dataset.pipeline
+    config = str(tmp_path / "config.py")
+    cfg.dump(config)
+    init_default_scope("mmaction")
+    torch.manual_seed(0)
+    model = activate_cp(MODELS.build(cfg.model))
+    checkpoint = str(tmp_path / "epoch_1.pth")
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), checkpoint)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("left\nright\nup\ndown\n")
+    return config, checkpoint, str(labels)
+
+
+def test_mmaction_top5_from_the_inference_api(trained_cpnet, video_data, tmp_path, capsys):
+    from tools import infer
+
+    config, checkpoint, labels = trained_cpnet
+    video = str(video_data / "clip_0.mp4")
+    picture = str(tmp_path / "proposals.png")
+    result = infer.main([config, checkpoint, video, "--label-file", labels,
+                         "--proposals", picture])
+    printed = capsys.readouterr().out
+    scores = result["scores"]
+    assert scores.shape == (4,) and torch.isclose(scores.sum(), torch.tensor(1.0))  # 'prob'
+    top = result["top"]
+    assert len(top) == 4  # all four classes, highest first, named by the label file
+    assert [s for _, _, s in top] == sorted(scores.tolist(), reverse=True)
+    for index, name, score in top:
+        assert name == ["left", "right", "up", "down"][index] and score == float(scores[index])
+        assert f"{name}" in printed and f"{score:.4f}" in printed
+    assert os.path.getsize(picture) > 10_000 and result["proposals"]["queries"]
+    # Another video scores differently: the scores come from the video.
+    other = infer.main([config, checkpoint, str(video_data / "clip_1.mp4")])["scores"]
+    assert not torch.allclose(other, scores)
+
+
+def test_class_names_from_the_dataset_metainfo_and_errors(trained_cpnet, video_data, tmp_path):
+    from tools import infer
+
+    config, checkpoint, _ = trained_cpnet
+    cfg = Config.fromfile(config)
+    cfg.test_dataloader.dataset.metainfo = dict(classes=("a", "b", "c", "d"))
+    named = str(tmp_path / "named.py")
+    cfg.dump(named)
+    video = str(video_data / "clip_0.mp4")
+    top = infer.main([named, checkpoint, video, "--top", "2"])["top"]
+    assert len(top) == 2 and all(name == "abcd"[i] for i, name, _ in top)
+    assert infer.main([config, checkpoint, video])["top"][0][1].startswith("class ")
+
+    wrong = tmp_path / "three.txt"
+    wrong.write_text("x\ny\nz\n")
+    with pytest.raises(ValueError, match="scores 4 classes but 3 class names"):
+        infer.main([config, checkpoint, video, "--label-file", str(wrong)])
+    with pytest.raises(FileNotFoundError, match="video 'missing.mp4' does not exist"):
+        infer.main([config, checkpoint, "missing.mp4"])
+    with pytest.raises(FileNotFoundError, match="checkpoint 'nope.pth' does not exist"):
+        infer.main([config, "nope.pth", video])
+
+
+def test_timm_model_on_a_video(tmp_path, video_data):
+    import timm
+    import timm_adapters  # noqa: F401
+    from tools import infer
+
+    torch.manual_seed(0)
+    model = activate_cp(timm.create_model("cpnet_resnet18", num_classes=3))
+    checkpoint = str(tmp_path / "cpnet.pth")
+    torch.save(model.state_dict(), checkpoint)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("p\nq\nr\n")
+    result = infer.main(["--timm-model", "cpnet_resnet18", "--num-classes", "3",
+                         "--timm-checkpoint", checkpoint, "--num-frames", "4",
+                         "--label-file", str(labels), str(video_data / "clip_2.mp4")])
+    assert torch.isclose(result["scores"].sum(), torch.tensor(1.0))
+    assert sorted(name for _, name, _ in result["top"]) == ["p", "q", "r"]

@@ -1,0 +1,124 @@
+"""Classify one video: the top-5 classes and their scores, and optionally what CP proposes.
+
+    python tools/infer.py CONFIG CHECKPOINT VIDEO [--label-file labels.txt] [--proposals p.png]
+    python tools/infer.py --timm-model cpnet_resnet18 --timm-checkpoint F VIDEO --label-file L
+
+With a config, the video goes through mmaction2's own inference API (``init_recognizer`` and
+``inference_recognizer``: the config's test pipeline, every test view, the head's averaging).
+With ``--timm-model``, ``--num-frames`` frames spread over the video are resized and normalised
+by the model's timm data config, and the scores are the softmax of its logits. Class names come
+from ``--label-file`` (one per line, in class order), else from the test dataset's metainfo
+``classes``, else they are class indices. ``--proposals`` writes the Figure-5 picture of the
+last CP module for this video (see tools/visualize_proposals.py). Also importable: :func:`main`.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional, Sequence
+
+import torch
+
+import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # tools/: the proposal picture's helpers
+from tools.visualize_proposals import (mmaction_sample, timm_sample,  # noqa: E402
+                                       visualize_proposals)
+
+
+def read_labels(path: str) -> List[str]:
+    """Class names, one per line, in class order."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"--label-file {path!r} does not exist")
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"--label-file {path!r} holds no class names (one per line)")
+    return names
+
+
+def dataset_classes(cfg) -> Optional[Sequence[str]]:
+    """The test dataset's ``metainfo['classes']`` (the config's, else its class's), or None."""
+    from mmaction.registry import DATASETS
+
+    dataset = cfg.get("test_dataloader", {}).get("dataset", {})
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    if classes is None and isinstance(dataset.get("type"), str):
+        dataset_class = DATASETS.get(dataset["type"])
+        classes = getattr(dataset_class, "METAINFO", {}).get("classes")
+    return list(classes) if classes else None
+
+
+def top_classes(scores: torch.Tensor, names: Optional[Sequence[str]], count: int = 5) -> List[tuple]:
+    """[(class index, name, score)] of the ``count`` highest scores, highest first."""
+    if names is not None and len(names) != scores.numel():
+        raise ValueError(f"the model scores {scores.numel()} classes but {len(names)} class "
+                         f"names were given; give a label file with one name per class")
+    values, indices = scores.topk(min(count, scores.numel()))
+    return [(int(i), names[i] if names is not None else f"class {int(i)}", float(v))
+            for v, i in zip(values, indices)]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", metavar="CONFIG CHECKPOINT VIDEO",
+                        help="an mmaction2 config, its checkpoint and a video; or only a video "
+                             "with --timm-model")
+    parser.add_argument("--timm-model", help="a timm CPNet name, e.g. cpnet_resnet18")
+    parser.add_argument("--timm-checkpoint", help="weights for --timm-model")
+    parser.add_argument("--num-classes", type=int, help="classes of --timm-model")
+    parser.add_argument("--num-frames", type=int, default=8, help="frames for --timm-model")
+    parser.add_argument("--label-file", help="class names, one per line")
+    parser.add_argument("--top", type=int, default=5, help="how many classes to print")
+    parser.add_argument("--proposals", help="write the Figure-5 picture for this video here")
+    args = parser.parse_args(argv)
+    expected = 1 if args.timm_model else 3
+    if len(args.inputs) != expected:
+        parser.error("give VIDEO with --timm-model" if args.timm_model else
+                     "give CONFIG CHECKPOINT VIDEO (or --timm-model NAME VIDEO)")
+    video = args.inputs[-1]
+    if not osp.isfile(video):
+        raise FileNotFoundError(f"video {video!r} does not exist")
+    names = read_labels(args.label_file) if args.label_file else None
+
+    if args.timm_model:
+        import timm
+        import timm_adapters  # noqa: F401  (registers the cpnet_* names)
+
+        if args.timm_checkpoint and not osp.isfile(args.timm_checkpoint):
+            raise FileNotFoundError(f"--timm-checkpoint {args.timm_checkpoint!r} does not exist")
+        kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
+        model = timm.create_model(args.timm_model, checkpoint_path=args.timm_checkpoint or "",
+                                  **kwargs).eval()
+        run, frames = timm_sample(model, video, args.num_frames)
+        with torch.no_grad():
+            scores = run().softmax(-1)[0]
+    else:
+        from mmaction.apis import inference_recognizer
+
+        from cp_plugin.mmaction.deploy import load_recognizer
+
+        config, checkpoint = args.inputs[:2]
+        model = load_recognizer(config, checkpoint)
+        names = names if names is not None else dataset_classes(model.cfg)
+        scores = inference_recognizer(model, video).pred_score.float()
+    top = top_classes(scores, names, args.top)
+    width = max(len(name) for _, name, _ in top)
+    print(f"{osp.basename(video)}: top {len(top)} of {scores.numel()} classes")
+    for rank, (_, name, score) in enumerate(top, start=1):
+        print(f"  {rank}. {name:<{width}}  {score:.4f}")
+    result = dict(video=video, top=top, scores=scores)
+
+    if args.proposals:
+        if not args.timm_model:
+            run, frames = mmaction_sample(model, model.cfg, video=video)
+        result["proposals"] = visualize_proposals(model, run, frames, args.proposals,
+                                                  title=f"{osp.basename(video)}: {top[0][1]}")
+        print(f"wrote {args.proposals}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
