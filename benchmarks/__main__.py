@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import time
 
 import torch
 
@@ -51,13 +52,18 @@ def verdict(name: str, result: dict) -> str:
     return ""
 
 
-def main() -> None:
+def clock(start: float) -> str:
+    minutes, seconds = divmod(int(time.perf_counter() - start), 60)
+    return f"{minutes}m{seconds:02d}s elapsed"
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per side and row")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out-dir", default=os.path.join("work_dirs", "bench"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if cp_plugin.compat.mmaction_installed():
         from mmengine.registry import init_default_scope
@@ -71,13 +77,16 @@ def main() -> None:
     results = {}
     width = 96
     print(f"{'row':{width}s} {'ours':>10s} {'baseline':>10s} {'ratio':>6s}  target", flush=True)
-    for group in args.groups:
+    start = time.perf_counter()
+    for number, group in enumerate(args.groups, start=1):
         repeats = 1 if group == "toy" else args.repeats
-        for name, result in GROUPS[group](device, repeats).items():
+        print(f"[{number}/{len(args.groups)} {group}, {clock(start)}]", flush=True)
+        for name, result in GROUPS[group](device, repeats):  # each row as soon as measured
             results[name] = result
             unit = result["unit"]
             print(f"{name:{width}s} {result['ours']:9.3f}{unit:>1.3s} {result['baseline']:9.3f}"
                   f"{unit:>1.3s} {result['ratio']:6.3f}  {verdict(name, result)}", flush=True)
+    print(f"[done, {clock(start)}]")
 
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "results.json")

@@ -1,11 +1,12 @@
 """The rows of `make bench`: each measures our code and its comparison side by side.
 
-Every function returns ``{row name: dict(ours, baseline, ratio, unit)}``.
+Every group yields ``(row name, dict(ours, baseline, ratio, unit))`` as each row is measured,
+so that `make bench` prints it at once.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 
@@ -15,6 +16,7 @@ from .measure import alternating_medians, alternating_medians_of, peak_memory_by
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2.0 ** 20
+Rows = Iterator[Tuple[str, Dict]]
 
 #: The shapes of the module rows: ResNet-18's res3 and res4 on 8 frames of 224 x 224.
 MODULE_SHAPES = {"res3": (128, 28), "res4": (256, 14)}
@@ -53,9 +55,8 @@ def nonlocal_block(channels: int) -> torch.nn.Module:
 GPU_MODULE_SHAPES = {"R50 res4": (1024, 14, 8)}
 
 
-def module_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def module_rows(device: torch.device, repeats: int) -> Rows:
     """CP forward+backward against the naive reference and against a Non-local block."""
-    rows = {}
     shapes = {stage: (c, size, MODULE_BATCH) for stage, (c, size) in MODULE_SHAPES.items()}
     if device.type == "cuda":
         shapes.update(GPU_MODULE_SHAPES)
@@ -66,15 +67,14 @@ def module_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
         ours = CPModule(channels, k=8).to(device)
         naive = reference.ReferenceCPModule(channels, k=8).to(device)
         naive.load_state_dict(ours.state_dict())
-        rows.update(time_and_memory(f"CP vs reference, {stage} {shape}", forward_backward(ours, x),
-                                    forward_backward(naive, x), device, repeats))
+        yield from time_and_memory(f"CP vs reference, {stage} {shape}", forward_backward(ours, x),
+                                   forward_backward(naive, x), device, repeats).items()
         non_local = forward_backward(nonlocal_block(channels).to(device), x)
-        rows.update(time_and_memory(f"CP vs NonLocal3d, {stage} {shape}",
-                                    forward_backward(ours, x), non_local, device, repeats))
+        yield from time_and_memory(f"CP vs NonLocal3d, {stage} {shape}",
+                                   forward_backward(ours, x), non_local, device, repeats).items()
         lean = CPModule(channels, k=8, checkpoint_pairs=True).to(device)
-        rows.update(time_and_memory(f"CP checkpoint_pairs vs NonLocal3d, {stage} {shape}",
-                                    forward_backward(lean, x), non_local, device, repeats))
-    return rows
+        yield from time_and_memory(f"CP checkpoint_pairs vs NonLocal3d, {stage} {shape}",
+                                   forward_backward(lean, x), non_local, device, repeats).items()
 
 
 def build_recognizer(config: str, device: torch.device) -> torch.nn.Module:
@@ -105,16 +105,14 @@ def random_clips(batch: int, size: int, frames: int = 8) -> dict:
         data_samples=[ActionDataSample().set_gt_label(3 + 4 * i) for i in range(batch)])
 
 
-def train_step_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def train_step_rows(device: torch.device, repeats: int) -> Rows:
     """A whole SGD step of CPNet-R18 (authors' placement) against plain C2D-R18."""
-    rows = {}
     for size in (112, 224):
         data = random_clips(2, size)
-        rows.update(time_and_memory(
+        yield from time_and_memory(
             f"train step CPNet-R18 vs C2D-R18, 8x{size}x{size} N=2",
             train_step("_base_/models/cpnet_r18.py", data, device),
-            train_step("_base_/models/c2d_r18.py", data, device), device, repeats))
-    return rows
+            train_step("_base_/models/c2d_r18.py", data, device), device, repeats).items()
 
 
 #: The authors' CP module of ResNet-101's res4 (preset 'resnet101') and that stage's width.
@@ -122,16 +120,16 @@ PAPER_CP = dict(k=4, bottleneck_channels=128, mlp_channels=(128,))
 PAPER_CHANNELS, PAPER_SIZE, PAPER_BATCH = 1024, 14, 2
 
 
-def paper_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def paper_rows(device: torch.device, repeats: int) -> Rows:
     """The pairing the paper makes: CP and Non-local in ResNet-101, module and whole model."""
     torch.manual_seed(0)
     x = torch.randn(PAPER_BATCH, PAPER_CHANNELS, MODULE_FRAMES, PAPER_SIZE, PAPER_SIZE,
                     device=device)
     shape = f"C={PAPER_CHANNELS} {MODULE_FRAMES}x{PAPER_SIZE}x{PAPER_SIZE} N={PAPER_BATCH}"
-    rows = time_and_memory(
+    yield from time_and_memory(
         f"paper's pair: CP (R101 res4: bottleneck 128, k=4) vs NonLocal3d, {shape}",
         forward_backward(CPModule(PAPER_CHANNELS, **PAPER_CP).to(device), x),
-        forward_backward(nonlocal_block(PAPER_CHANNELS).to(device), x), device, repeats)
+        forward_backward(nonlocal_block(PAPER_CHANNELS).to(device), x), device, repeats).items()
 
     data = random_clips(1, 224)
     steps = {name: train_step(f"_base_/models/{config}.py", data, device)
@@ -140,17 +138,16 @@ def paper_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
     seconds = alternating_medians_of(steps, repeats=repeats, device=device)
     overhead = {name: seconds[name] - seconds["C2D"] for name in ("CPNet", "NL")}
     name = "paper's pair: train step overhead over C2D-R101, CPNet-R101 vs NL C2D-R101, 8x224x224 N=1"
-    rows[f"{name} time"] = row(overhead["CPNet"], overhead["NL"], "s")
+    yield f"{name} time", row(overhead["CPNet"], overhead["NL"], "s")
     memory = {key: peak_memory_bytes(steps[key], device) / MIB for key in ("CPNet", "NL")}
-    rows["paper's pair: train step CPNet-R101 vs NL C2D-R101, 8x224x224 N=1 peak memory"] = row(
-        memory["CPNet"], memory["NL"], "MiB")
+    yield ("paper's pair: train step CPNet-R101 vs NL C2D-R101, 8x224x224 N=1 peak memory",
+           row(memory["CPNet"], memory["NL"], "MiB"))
     for key in ("CPNet", "C2D"):  # the steps behind the overhead
-        rows[f"paper's pair: train step {key}-R101 vs NL C2D-R101, 8x224x224 N=1 time"] = row(
-            seconds[key], seconds["NL"], "s")
-    return rows
+        yield (f"paper's pair: train step {key}-R101 vs NL C2D-R101, 8x224x224 N=1 time",
+               row(seconds[key], seconds["NL"], "s"))
 
 
-def toy_epoch_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def toy_epoch_rows(device: torch.device, repeats: int) -> Rows:
     """One training epoch of Table 1's toy set (1000 videos, batch 32): CPNet against C2D."""
     from mmaction.registry import DATASETS, MODELS
     from mmengine.config import Config
@@ -173,10 +170,10 @@ def toy_epoch_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
 
     ours, baseline = alternating_medians(epoch("cpnet_toy.py"), epoch("c2d_toy.py"),
                                          repeats=repeats, warmup=0, device=device)
-    return {"toy epoch CPNet vs C2D, 1000 videos N=32": row(ours, baseline, "s")}
+    yield "toy epoch CPNet vs C2D, 1000 videos N=32", row(ours, baseline, "s")
 
 
-def toy_nonlocal_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def toy_nonlocal_rows(device: torch.device, repeats: int) -> Rows:
     """The toy I3D-NL block at full resolution: FusedNonLocal3d against mmcv's NonLocal3d."""
     from mmcv.cnn import NonLocal3d
 
@@ -186,23 +183,21 @@ def toy_nonlocal_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
                   norm_cfg=dict(type="BN3d"))
     torch.manual_seed(0)
     x = torch.randn(32, 16, 4, 32, 32, device=device)
-    return time_and_memory("toy NL block FusedNonLocal3d vs NonLocal3d, C=16 4x32x32 N=32",
-                           forward_backward(FusedNonLocal3d(16, **kwargs).to(device), x),
-                           forward_backward(NonLocal3d(16, **kwargs).to(device), x),
-                           device, repeats)
+    yield from time_and_memory("toy NL block FusedNonLocal3d vs NonLocal3d, C=16 4x32x32 N=32",
+                               forward_backward(FusedNonLocal3d(16, **kwargs).to(device), x),
+                               forward_backward(NonLocal3d(16, **kwargs).to(device), x),
+                               device, repeats).items()
 
 
-def knn_rows(device: torch.device, repeats: int) -> Dict[str, Dict]:
+def knn_rows(device: torch.device, repeats: int) -> Rows:
     """Neighbour search alone (C=64, k=8, 8 frames) against the full score matrix."""
-    rows = {}
     for per_frame in KNN_POINTS_PER_FRAME:
         points = torch.randn(1, 8 * per_frame, 64, device=device,
                              generator=torch.Generator(device).manual_seed(0))
-        rows.update(time_and_memory(
+        yield from time_and_memory(
             f"kNN vs full matrix, {8 * per_frame} points C=64",
             lambda: other_frame_knn(points, 8, 8), lambda: reference.other_frame_knn(points, 8, 8),
-            device, repeats))
-    return rows
+            device, repeats).items()
 
 
 def plot_knn_memory(rows: Dict[str, Dict], path: str) -> None:

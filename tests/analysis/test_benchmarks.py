@@ -1,4 +1,5 @@
 """The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
+import pytest
 import torch
 
 from benchmarks.measure import alternating_medians, alternating_medians_of, peak_memory_bytes
@@ -56,3 +57,24 @@ def test_cuda_checks_autocast_parts_pass_on_the_cpu():
     for dtype in (torch.bfloat16, torch.float16):
         assert cuda_check.search_under_autocast_is_exact(dtype, cpu)
         assert all(cuda_check.autocast_is_sound(cfg, dtype, cpu) for cfg in cuda_check.CONFIGS)
+
+
+def test_every_group_yields_its_rows_as_it_measures_them():
+    import inspect
+
+    from benchmarks.__main__ import GROUPS
+
+    assert all(inspect.isgeneratorfunction(group) for group in GROUPS.values())
+
+
+@pytest.mark.slow
+def test_bench_prints_each_group_and_row_with_its_verdict(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    main(["--groups", "toy_nl", "--repeats", "1", "--out-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("[1/1 toy_nl, "))
+    rows = [line for line in lines[header:] if line.startswith("toy NL block")]
+    assert len(rows) == 2 and " time " in rows[0] and " peak memory " in rows[1]
+    assert all(float(row.split()[-1]) > 0 for row in rows)  # the ratio closes each row
+    assert lines[-2].startswith("[done, ") and (tmp_path / "results.json").exists()
