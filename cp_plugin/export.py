@@ -7,16 +7,14 @@ and chunks, which would fix T, H and W in the graph. The search runs in float32,
 
 Examples::
 
-    >>> import timm_adapters, timm
-    >>> model = timm.create_model('cpnet_resnet18', num_classes=5).eval()
-    >>> program = export_program(model, torch.randn(1, 3, 4, 64, 64))
-    >>> program.module()(torch.randn(2, 3, 6, 64, 64)).shape
-    torch.Size([2, 5])
+    >>> from cp_plugin import CPModule
+    >>> program = export_program(CPModule(16, k=4).eval(), torch.randn(1, 16, 4, 8, 8))
+    >>> program.module()(torch.randn(3, 16, 6, 8, 8)).shape  # another N and T
+    torch.Size([3, 16, 6, 8, 8])
 """
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Dict, Sequence
 
 import torch
@@ -74,7 +72,7 @@ def export_program(model: nn.Module, example: torch.Tensor,
     if "batch" in dynamic and example.shape[0] == 1:
         # torch.export fixes any dim that is 1 in the example: trace on two clips.
         example = example.expand(2, *example.shape[1:])
-    shapes = {_input_name(model): clip_dynamic_shapes(dynamic, min_size, min_frames)}
+    shapes = (clip_dynamic_shapes(dynamic, min_size, min_frames),)  # for the one positional input
     return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
 
 
@@ -108,13 +106,6 @@ def onnx_difference(path: str, model: nn.Module, inputs: Sequence[torch.Tensor])
                              f"{tuple(clips.shape)}, eager {tuple(expected.shape)}")
         worst = max(worst, float((got - expected).abs().max()))
     return worst
-
-
-def _input_name(model: nn.Module) -> str:
-    parameters = list(inspect.signature(model.forward).parameters)
-    if not parameters:
-        raise ValueError(f"{type(model).__name__}.forward takes no input to export")
-    return parameters[0]
 
 
 def _require(package: str):

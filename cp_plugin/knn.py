@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 
+from .tracing import exporting
 from .validation import check_points, check_positive_int
 
 #: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 4 MiB in float32,
@@ -42,7 +43,7 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
 def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
                         chunk_size: Optional[int] = None) -> torch.Tensor:
     """:func:`other_frame_knn` without argument checks, for callers that validated already."""
-    if torch.compiler.is_exporting():
+    if exporting():
         return search_whole_clip(points, points_per_frame, k)
     n, num_points, _ = points.shape
     hw = points_per_frame

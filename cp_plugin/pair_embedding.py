@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batch_stats import Moments, all_reduce, sync_group, update_running_stats
+from .tracing import exporting
 
 __all__ = ["embed_pairs_max"]
 
@@ -58,16 +59,16 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
     """
     # torch.export (and so ONNX) traces plain ops: the fused last layer's chunk loop would fix
     # the number of points, and so T, H and W, in the exported graph.
-    exporting = torch.compiler.is_exporting()
-    if recompute and not exporting:
+    traced = exporting()
+    if recompute and not traced:
         return _fused(centre, neighbour, index, weights, norms)
     pairs = neighbour.index_select(0, index.reshape(-1)).view(*index.shape, -1)
     pairs = pairs.add_(centre.unsqueeze(1))  # (M, k, C1)
-    plain = len(weights) if exporting else len(weights) - 1
-    for weight, norm in zip(weights[:plain], norms[:plain]):
+    unfused = len(weights) if traced else len(weights) - 1
+    for weight, norm in zip(weights[:unfused], norms[:unfused]):
         pairs = pairs if weight is None else F.linear(pairs, weight)
         pairs = F.relu(norm(pairs.reshape(-1, pairs.shape[-1])), inplace=True).view(pairs.shape)
-    if exporting:
+    if traced:
         return pairs.amax(dim=1)
     return _fused(None, pairs, None, weights[-1:], norms[-1:])
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from .tracing import exporting
+
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     # A SymInt is a size while torch.export traces with dynamic shapes: the comparison below
@@ -39,7 +41,7 @@ def check_k(k: int, num_frames: int, points_per_frame: int) -> int:
 def check_finite(name: str, tensor: torch.Tensor) -> None:
     # Data-dependent check: skipped while torch.compile or torch.export trace, so it causes no
     # graph break and no data-dependent guard.
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() or exporting():
         return
     # One reduction first: a NaN or Inf anywhere makes the sum non-finite, so a finite sum
     # clears the tensor at a tenth of the cost of isfinite().all() (four passes). Only a
