@@ -67,14 +67,24 @@ def test_every_group_yields_its_rows_as_it_measures_them():
     assert all(inspect.isgeneratorfunction(group) for group in GROUPS.values())
 
 
-@pytest.mark.slow
-def test_bench_prints_each_group_and_row_with_its_verdict(tmp_path, capsys):
-    from benchmarks.__main__ import main
+def test_bench_prints_each_group_and_row_as_measured(tmp_path, capsys, monkeypatch):
+    from benchmarks import __main__ as bench
+    from benchmarks.rows import time_and_memory
 
-    main(["--groups", "toy_nl", "--repeats", "1", "--out-dir", str(tmp_path)])
-    lines = capsys.readouterr().out.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("[1/1 toy_nl, "))
-    rows = [line for line in lines[header:] if line.startswith("toy NL block")]
-    assert len(rows) == 2 and " time " in rows[0] and " peak memory " in rows[1]
-    assert all(float(row.split()[-1]) > 0 for row in rows)  # the ratio closes each row
-    assert lines[-2].startswith("[done, ") and (tmp_path / "results.json").exists()
+    measured = []
+
+    def tiny(device, repeats):  # a group of two rows: time, then peak memory
+        x = torch.randn(64, 64)
+        for name in ("first", "second"):
+            measured.append((name, capsys.readouterr().out))  # what was printed before it ran
+            yield from time_and_memory(f"tiny {name}", lambda: x @ x, lambda: x + x, device,
+                                       repeats).items()
+
+    monkeypatch.setitem(bench.GROUPS, "tiny", tiny)
+    bench.main(["--groups", "tiny", "--repeats", "1", "--out-dir", str(tmp_path)])
+    printed = "".join(out for _, out in measured) + capsys.readouterr().out
+    assert measured[0][1].splitlines()[-1].startswith("[1/1 tiny, ")
+    assert "tiny first time" in measured[1][1]  # printed before the second row was measured
+    rows = [line for line in printed.splitlines() if line.startswith("tiny ")]
+    assert len(rows) == 4 and all(float(row.split()[-1]) > 0 for row in rows)  # ratio last
+    assert "[done, " in printed and (tmp_path / "results.json").exists()

@@ -68,6 +68,24 @@ def preset_blocks(name):
     return [b if isinstance(b, str) else b["block"] for b in CP_PRESETS[name]["blocks"]]
 
 
+def checkpointing_keeps_gradients(model, loss):
+    """Gradients of ``loss(model)`` without and then with grad checkpointing: the same, CP's
+    included. Returns the checkpointed ones."""
+    def grads():
+        model.zero_grad()
+        loss(model).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain_grads = grads()
+    model.set_grad_checkpointing(True)
+    ckpt_grads = grads()
+    assert plain_grads.keys() == ckpt_grads.keys() and any(".module." in n for n in ckpt_grads)
+    for n in plain_grads:
+        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
+    return ckpt_grads
+
+
 def sgd_step(model, x, labels, lr=0.1):
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -193,21 +211,9 @@ def test_grad_checkpointing_per_stage_recomputes_cp():
     torch.manual_seed(0)
     model = activate_cp(create_video_model("convnext_atto", ["stages.2.blocks.1"], num_classes=3))
     x, labels = clips(size=64), torch.tensor([0, 2])
-
-    def grads():
-        model.zero_grad()
-        F.cross_entropy(model(x), labels).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    model.train()
-    plain_grads = grads()
-    model.set_grad_checkpointing(True)
+    checkpointing_keeps_gradients(model, lambda m: F.cross_entropy(m(x), labels))
     assert not getattr(model.backbone, "grad_checkpointing", False)
     assert all(stage.grad_checkpointing for stage in model.backbone.stages)
-    ckpt_grads = grads()
-    assert plain_grads.keys() == ckpt_grads.keys()
-    for n in plain_grads:
-        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,21 +455,9 @@ def test_features_only_grad_checkpointing():
     model = activate_cp(create_video_model("convnext_atto", ["stages_2.blocks.1"],
                                            features_only=True, out_indices=(2, 3)))
     x = clips(2, 4, size=64)
-
-    def grads():
-        model.zero_grad()
-        sum(m.square().mean() for m in model(x)).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    model.train()
-    plain_grads = grads()
-    model.set_grad_checkpointing(True)
-    ckpt_grads = grads()
+    checkpointing_keeps_gradients(model, lambda m: sum(f.square().mean() for f in m(x)))
     # Backward of the two maps restored the layout for the recompute, and took it away again.
     assert current_layout(model) is None
-    assert plain_grads.keys() == ckpt_grads.keys() and any(".module." in n for n in ckpt_grads)
-    for n in plain_grads:
-        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
 
 
 def test_grad_checkpointing_recomputes_cp_with_the_clip_count():
@@ -472,24 +466,11 @@ def test_grad_checkpointing_recomputes_cp_with_the_clip_count():
     x, labels = clips(), torch.tensor([0, 2])
     calls = []
     cp_modules(model)[0].register_forward_hook(lambda *args: calls.append(1))
-
-    def grads():
-        model.zero_grad()
-        F.cross_entropy(model(x), labels).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    model.train()
-    plain_grads = grads()
-    assert len(calls) == 1
-    model.set_grad_checkpointing(True)
+    ckpt_grads = checkpointing_keeps_gradients(model, lambda m: F.cross_entropy(m(x), labels))
     assert model.backbone.grad_checkpointing
-    ckpt_grads = grads()
-    assert len(calls) == 3  # forward, then the recompute in backward
-    assert plain_grads.keys() == ckpt_grads.keys()
+    assert len(calls) == 1 + 2  # plain forward; checkpointed forward, then its recompute
     cp_names = [n for n in ckpt_grads if ".module." in n]
-    assert cp_names and all(ckpt_grads[n].any() for n in cp_names)
-    for n in plain_grads:
-        torch.testing.assert_close(ckpt_grads[n], plain_grads[n], rtol=1e-4, atol=1e-5)
+    assert all(ckpt_grads[n].any() for n in cp_names)
 
 
 def test_forward_keeps_no_state_between_calls():
