@@ -1,5 +1,6 @@
 """CUDA check: CPModule (every path) against the reference, the search against brute force,
-CP under float16 and bfloat16 autocast, and SyncBatchNorm across two ranks.
+CP under float16 and bfloat16 autocast, SyncBatchNorm across two ranks, the torch.export path
+(whole-clip search, exported program at other N and T) and CP in a ConvNeXt (timm).
 
 Run on a GPU machine (``python -m benchmarks.cuda_check``) before ``python -m benchmarks
 --device cuda``; exits non-zero on a failure. The CPU tests cover the same ground on the CPU,
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from cp_plugin import CPModule, other_frame_knn
+from cp_plugin.export import export_program
+from cp_plugin.knn import search_whole_clip
 from cp_plugin.reference import ReferenceCPModule
 
 CONFIGS = (dict(in_channels=12, k=4, mlp_channels=(16, 8, 10)),
@@ -51,9 +54,9 @@ def worst_difference(cfg: dict, dtype: torch.dtype, device: torch.device) -> flo
                + [float((g - r).abs().max()) / scale for g, r in zip(grads, grads_ref)])
 
 
-def search_is_exact(device: torch.device) -> bool:
+def search_is_exact(device: torch.device, whole_clip: bool = False) -> bool:
     points = torch.randn(2, 8 * 784, 64, device=device)
-    indices = other_frame_knn(points, 8, 8)
+    indices = search_whole_clip(points, 784, 8) if whole_clip else other_frame_knn(points, 8, 8)
     distances = torch.cdist(points.double(), points.double()).pow(2)
     frame = torch.arange(points.shape[1], device=device) // 784
     distances = distances.masked_fill(frame[:, None] == frame[None], float("inf"))
@@ -88,6 +91,43 @@ def search_under_autocast_is_exact(dtype: torch.dtype, device: torch.device) -> 
     chosen = distances.gather(2, indices).sort(-1).values
     true = distances.topk(8, largest=False).values
     return bool(((chosen - true).abs() <= 4 * torch.finfo(torch.float32).eps * true[..., -1:]).all())
+
+
+def exported_difference(device: torch.device) -> float:
+    """Largest difference, relative to the output's scale, between an exported CP module (N and
+    T dynamic) and eager, at shapes other than the traced one."""
+    torch.manual_seed(0)
+    module = CPModule(32, k=4, bottleneck_channels=16).to(device).eval()
+    nn.init.normal_(module.out_norm.weight)
+    program = export_program(module, torch.randn(2, 32, 4, 7, 7, device=device)).module()
+    worst = 0.0
+    for shape in ((1, 32, 3, 7, 7), (3, 32, 8, 7, 7)):
+        x = torch.randn(*shape, device=device)
+        with torch.no_grad():
+            expected = module(x)
+            worst = max(worst, float((program(x) - expected).abs().max() / expected.abs().max()))
+    return worst
+
+
+def convnext_trains(device: torch.device) -> str:
+    """CP after a ConvNeXt block's residual add (timm), one training step: '' or what failed."""
+    try:
+        import timm_adapters
+    except ImportError as error:
+        return f"timm_adapters not importable here ({error})"
+    torch.manual_seed(0)
+    model = timm_adapters.create_video_model("convnext_atto", ["stages.2.blocks.1"],
+                                             num_classes=3).to(device)
+    x = torch.randn(2, 3, 4, 64, 64, device=device)
+    model.eval()
+    with torch.no_grad():
+        if not torch.equal(model(x), model(x)):
+            return "eval outputs differ between calls"
+    model.train()
+    nn.functional.cross_entropy(model(x), torch.tensor([0, 2], device=device)).backward()
+    cp_grads = [p.grad for n, p in model.named_parameters() if ".module." in n]
+    return "" if cp_grads and all(g is not None and torch.isfinite(g).all() for g in cp_grads) \
+        else "CP parameters got no finite gradient"
 
 
 SYNC_CFG = dict(in_channels=12, k=4, bottleneck_channels=8, mlp_channels=(16, 8, 10))
@@ -152,9 +192,18 @@ def main() -> int:
             failures += worst >= tolerance
             print(f"{dtype} {cfg}: worst relative difference {worst:.2e} "
                   f"{'ok' if worst < tolerance else 'FAIL'}", flush=True)
-    exact = search_is_exact(device)
-    failures += not exact
-    print("neighbour search exact on cuda:", exact, flush=True)
+    for whole_clip in (False, True):
+        exact = search_is_exact(device, whole_clip)
+        failures += not exact
+        print(f"neighbour search{' (whole clip, for export)' if whole_clip else ''} exact on "
+              f"cuda: {exact}", flush=True)
+    worst = exported_difference(device)
+    failures += worst >= 2e-4
+    print(f"torch.export program (N, T dynamic) vs eager at other N, T: worst relative difference "
+          f"{worst:.2e} {'ok' if worst < 2e-4 else 'FAIL'}", flush=True)
+    problem = convnext_trains(device)
+    failures += bool(problem)
+    print(f"CP in timm ConvNeXt, eval and one training step: {problem or 'ok'}", flush=True)
     for dtype in (torch.float16, torch.bfloat16):
         for cfg in CONFIGS:
             sound = autocast_is_sound(cfg, dtype, device)
