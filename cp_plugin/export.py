@@ -26,6 +26,9 @@ __all__ = ["DYNAMIC_DIMS", "clip_dynamic_shapes", "export_program", "export_onnx
 
 #: Which dims of a (N, C, T, H, W) input can be dynamic: batch (N), frames (T), size (H and W).
 DYNAMIC_DIMS = ("batch", "frames", "size")
+#: Largest dynamic batch: CUDA kernels in the graph guard on a batch of at most 65535 (a grid
+#: dimension), so an unbounded batch dim fails to export from a GPU.
+MAX_BATCH = 65535
 
 
 def clip_dynamic_shapes(dynamic: Sequence[str] = ("batch", "frames"), min_size: int = 64,
@@ -46,7 +49,7 @@ def clip_dynamic_shapes(dynamic: Sequence[str] = ("batch", "frames"), min_size: 
         raise ValueError(f"min_frames must be >= 2 (CP needs other frames), got {min_frames}")
     dims: Dict[int, Dim] = {}
     if "batch" in dynamic:
-        dims[0] = Dim("batch", min=1)
+        dims[0] = Dim("batch", min=1, max=MAX_BATCH)
     if "frames" in dynamic:
         dims[2] = Dim("frames", min=min_frames)
     if "size" in dynamic:
