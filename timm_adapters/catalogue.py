@@ -78,7 +78,7 @@ SUPPORTED: Dict[type, Tuple[Optional[str], Optional[Callable[[nn.Module], Option
 
 _TIMM_FIX = ("Use a timm model whose blocks end in their own activation (resnet*, resnext*, "
              "seresnet*, skresnet*, resnest*, regnetx/y*) or with their residual add "
-             "(convnext*, resnetv2_*, regnetv_*, nfnet*, efficientnet*, mobilenetv2/3*), or "
+             "(convnext*, resnetv2_*, regnetv_*, nfnet*, efficientnet*, mobilenetv2/3/4*), or "
              "choose other blocks.")
 _TORCHVISION_FIX = ("Use timm's ResNet of the same depth instead (timm ships torchvision's "
                     "ImageNet weights for it, e.g. 'resnet50.tv_in1k'), or the mmaction2 backbone "

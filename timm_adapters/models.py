@@ -26,7 +26,8 @@ from .video import DEFAULT_NUM_FRAMES, VideoFeatures, VideoModel
 
 def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrained: bool = False,
                        cp_cfg: Optional[dict] = None, global_pool: str = "avg",
-                       num_frames: int = DEFAULT_NUM_FRAMES, **kwargs) -> Union[VideoModel, VideoFeatures]:
+                       num_frames: int = DEFAULT_NUM_FRAMES,
+                       **kwargs) -> Union[VideoModel, VideoFeatures]:
     """A timm model with CP modules, wrapped to take clips (N, C, T, H, W).
 
     Args:

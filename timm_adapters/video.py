@@ -58,7 +58,7 @@ class ClipsAsFrames(nn.Module):
         layout = ClipLayout(num_clips=x.shape[0], input_frames=x.shape[2])
         with clip_layout(self.backbone, layout):
             out = function(video_to_frames(x))
-        if self._checkpointing() and not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and self._checkpointing():
             out = keep_layout_for_recompute(out, layout)
         return out, layout
 

@@ -66,7 +66,8 @@ def main(argv=None) -> dict:
                         metavar=("N", "C", "T", "H", "W"), help="the clips traced")
     parser.add_argument("--dynamic", nargs="*", default=["batch", "frames"],
                         choices=DYNAMIC_DIMS, help="dims left symbolic in the graph")
-    parser.add_argument("--min-size", type=int, default=64, help="smallest H, W with --dynamic size")
+    parser.add_argument("--min-size", type=int, default=64,
+                        help="smallest H, W with --dynamic size")
     parser.add_argument("--min-frames", type=int, default=2,
                         help="smallest T (torch.export names it when 2 is too few)")
     parser.add_argument("--no-check", action="store_true", help="do not run onnxruntime")

@@ -51,7 +51,8 @@ def dataset_classes(cfg) -> Optional[Sequence[str]]:
     return list(classes) if classes else None
 
 
-def top_classes(scores: torch.Tensor, names: Optional[Sequence[str]], count: int = 5) -> List[tuple]:
+def top_classes(scores: torch.Tensor, names: Optional[Sequence[str]],
+                count: int = 5) -> List[tuple]:
     """[(class index, name, score)] of the ``count`` highest scores, highest first."""
     if names is not None and len(names) != scores.numel():
         raise ValueError(f"the model scores {scores.numel()} classes but {len(names)} class "

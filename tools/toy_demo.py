@@ -60,8 +60,6 @@ def set_padding_mode(node, mode: str) -> None:
 class ProgressHook(Hook):
     """One tqdm bar for a network's training; records its learning curves per epoch."""
 
-    priority = "VERY_LOW"  # after the logger hook has averaged the iteration's outputs
-
     def __init__(self, name: str, stream) -> None:
         self.name, self.stream = name, stream
         self.bar: Optional[tqdm] = None
