@@ -160,20 +160,10 @@ def _draw(frames: torch.Tensor, proposals: Proposals, result: dict, title: str) 
 
 def load_mmaction_model(config, checkpoint: Optional[str]) -> Tuple[nn.Module, object]:
     """(model, cfg) built from an mmaction2 config, with the checkpoint's weights if given."""
-    from mmaction.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
+    from cp_plugin.mmaction.deploy import load_recognizer
 
-    cfg = config if not isinstance(config, str) else Config.fromfile(config)
-    init_default_scope(cfg.get("default_scope", "mmaction"))
-    model = MODELS.build(cfg.model)
-    if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
-        with cp_plugin.compat.mmengine_checkpoints_allowed():  # a Runner checkpoint, too
-            load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
-    return model.eval(), cfg
+    model = load_recognizer(config, checkpoint)
+    return model, model.cfg
 
 
 def mmaction_sample(model: nn.Module, cfg, video: Optional[str] = None,

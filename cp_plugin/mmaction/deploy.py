@@ -8,21 +8,27 @@ from typing import Optional
 import torch
 from mmaction.apis import init_recognizer
 from mmaction.models import Recognizer2D, Recognizer3D
+from mmengine.runner import load_checkpoint
 from torch import nn
 
 from ..compat import mmengine_checkpoints_allowed
 
 
 def load_recognizer(config, checkpoint: Optional[str] = None, device: str = "cpu") -> nn.Module:
-    """``mmaction.apis.init_recognizer`` on a config (path or Config) and a checkpoint (a
-    Runner checkpoint or a bare state dict), which torch's weights-only load reads."""
+    """The recognizer of ``config`` (a path or a Config), built by mmaction2's
+    ``init_recognizer`` (in eval mode, ``model.cfg`` set), with the weights of ``checkpoint``
+    (a Runner checkpoint or a bare state dict) loaded strictly: a checkpoint of another model
+    raises instead of leaving layers at random."""
     if isinstance(config, str) and not osp.isfile(config):
         raise FileNotFoundError(f"config {config!r} does not exist")
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give the .pth a "
                                 f"training run wrote (work_dirs/<config>/epoch_N.pth)")
-    with mmengine_checkpoints_allowed():
-        return init_recognizer(config, checkpoint, device=device)
+    model = init_recognizer(config, None, device=device)
+    if checkpoint is not None:
+        with mmengine_checkpoints_allowed():
+            load_checkpoint(model, checkpoint, map_location=device, strict=True)
+    return model
 
 
 class ClipRecognizer(nn.Module):

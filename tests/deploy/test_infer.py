@@ -89,6 +89,12 @@ def test_class_names_from_the_dataset_metainfo_and_errors(trained_cpnet, video_d
         infer.main([config, checkpoint, "missing.mp4"])
     with pytest.raises(FileNotFoundError, match="checkpoint 'nope.pth' does not exist"):
         infer.main([config, "nope.pth", video])
+    # A checkpoint of another model is refused, not half loaded.
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    partial = str(tmp_path / "partial.pth")
+    torch.save(dict(state_dict={k: v for k, v in state.items() if "cls_head" not in k}), partial)
+    with pytest.raises(RuntimeError, match="missing keys.*cls_head"):
+        infer.main([config, partial, video])
 
 
 def test_timm_model_on_a_video(tmp_path, video_data):
