@@ -1,7 +1,10 @@
 """Timing and peak-memory measurement for `make bench`, on the CPU or a CUDA device."""
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
 from typing import Callable, Dict, Tuple
 
@@ -39,6 +42,23 @@ def alternating_medians_of(fns: Dict[str, Callable[[], None]], *, repeats: int, 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+@contextlib.contextmanager
+def native_stderr_to(path: str):
+    """Point file descriptor 2 at ``path`` for the block: the profiler's C++ side (kineto)
+    writes a 'profiler_start' or 'profiler_stop' line there each time, two per memory row."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
 def peak_memory_bytes(fn: Callable[[], None], device: torch.device = torch.device("cpu")) -> int:
     """Peak bytes that ``fn`` allocates on ``device`` beyond what was allocated when it started.
 
@@ -57,8 +77,14 @@ def peak_memory_bytes(fn: Callable[[], None], device: torch.device = torch.devic
     from torch._C._profiler import _ExtraFields_Allocation  # the profiler's own record type
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with native_stderr_to(os.devnull):
+        prof.start()
+    try:
+        fn()  # its own output, warnings included, still reaches the terminal
+    finally:
+        with native_stderr_to(os.devnull):
+            prof.stop()
     events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
         node = stack.pop()

@@ -1,4 +1,6 @@
 """The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
+import sys
+
 import pytest
 import torch
 
@@ -88,3 +90,10 @@ def test_bench_prints_each_group_and_row_as_measured(tmp_path, capsys, monkeypat
     rows = [line for line in printed.splitlines() if line.startswith("tiny ")]
     assert len(rows) == 4 and all(float(row.split()[-1]) > 0 for row in rows)  # ratio last
     assert "[done, " in printed and (tmp_path / "results.json").exists()
+
+
+def test_peak_memory_keeps_the_profiler_lines_off_the_terminal(capfd):
+    peak_memory_bytes(lambda: torch.ones(1000).sum())
+    assert "profiler_st" not in capfd.readouterr().err
+    peak_memory_bytes(lambda: print("measured", file=sys.stderr, flush=True))
+    assert "measured" in capfd.readouterr().err  # what the measured code says still shows
