@@ -59,7 +59,8 @@ class ClipRecognizer(nn.Module):
             shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
             raise ValueError(f"clips must be (N, C, T, H, W), got {shape}")
         if isinstance(self.recognizer, Recognizer2D):
-            inputs = clips.transpose(1, 2)  # (N, T, C, H, W): T segments
+            # (N, T, C, H, W): T segments, contiguous for Recognizer2D's view into frames.
+            inputs = clips.transpose(1, 2).contiguous()
         else:
             inputs = clips.unsqueeze(1)  # (N, 1, C, T, H, W): one view
         return self.recognizer(inputs, mode="tensor", stage="head")

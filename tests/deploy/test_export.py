@@ -107,3 +107,31 @@ def test_mmaction_cpnet_r18_onnx_runs_in_onnxruntime(tmp_path):
     with torch.no_grad():
         own = recognizer(x.unsqueeze(1), mode="tensor", stage="head")
         torch.testing.assert_close(ClipRecognizer(recognizer)(x), own)
+
+
+def test_recognizer2d_takes_the_frames_as_segments_and_exports():
+    from mmaction.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    from cp_plugin.mmaction.deploy import ClipRecognizer
+
+    init_default_scope("mmaction")
+    torch.manual_seed(0)
+    recognizer = activate_cp(MODELS.build(dict(
+        type="Recognizer2D",
+        backbone=dict(type="CPBackbone", backbone=dict(type="ResNet", depth=18, pretrained=None),
+                      cp_blocks=["layer3.1"], cp_cfg=dict(k=4), num_segments=4),
+        cls_head=dict(type="TSNHead", num_classes=5, in_channels=512),
+        data_preprocessor=dict(type="ActionDataPreprocessor", format_shape="NCHW"))))
+    model = ClipRecognizer(recognizer).eval()
+    x = random_clips(2, 3, 4, 64, 64)  # (N, C, T, H, W): T = the 4 segments
+    with torch.no_grad():
+        own = recognizer(x.transpose(1, 2).contiguous(), mode="tensor", stage="head")
+        torch.testing.assert_close(model(x), own)
+    # num_segments fixes T in this backbone: the batch stays dynamic.
+    program = export_program(model, x, dynamic=("batch",)).module()
+    y = random_clips(3, 3, 4, 64, 64, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(program(y), model(y), rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="Recognizer2D or Recognizer3D, got Linear"):
+        ClipRecognizer(torch.nn.Linear(2, 2))
