@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import List, Sequence
 
 import torch
@@ -23,20 +24,15 @@ from torch import nn
 import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from cp_plugin.export import DYNAMIC_DIMS, export_onnx, onnx_difference
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: model loading
+from tools.visualize_proposals import load_timm_model  # noqa: E402
+
 
 def load_model(args) -> nn.Module:
     """The model to export, in eval mode: an mmaction2 recognizer as clips -> scores, or a timm
     video model."""
     if args.timm_model:
-        import timm
-        import timm_adapters  # noqa: F401  (registers the cpnet_* names)
-
-        if args.timm_checkpoint and not osp.isfile(args.timm_checkpoint):
-            raise FileNotFoundError(f"--timm-checkpoint {args.timm_checkpoint!r} does not exist")
-        kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
-        model = timm.create_model(args.timm_model, checkpoint_path=args.timm_checkpoint or "",
-                                  **kwargs)
-        return model.eval()
+        return load_timm_model(args.timm_model, args.timm_checkpoint, args.num_classes)
     from cp_plugin.mmaction.deploy import ClipRecognizer, load_recognizer
 
     return ClipRecognizer(load_recognizer(args.config, args.checkpoint)).eval()

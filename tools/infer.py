@@ -24,8 +24,8 @@ import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # tools/: the proposal picture's helpers
-from tools.visualize_proposals import (mmaction_sample, timm_sample,  # noqa: E402
-                                       visualize_proposals)
+from tools.visualize_proposals import (load_timm_model, mmaction_sample,  # noqa: E402
+                                       timm_sample, visualize_proposals)
 
 
 def read_labels(path: str) -> List[str]:
@@ -85,14 +85,7 @@ def main(argv=None) -> dict:
     names = read_labels(args.label_file) if args.label_file else None
 
     if args.timm_model:
-        import timm
-        import timm_adapters  # noqa: F401  (registers the cpnet_* names)
-
-        if args.timm_checkpoint and not osp.isfile(args.timm_checkpoint):
-            raise FileNotFoundError(f"--timm-checkpoint {args.timm_checkpoint!r} does not exist")
-        kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
-        model = timm.create_model(args.timm_model, checkpoint_path=args.timm_checkpoint or "",
-                                  **kwargs).eval()
+        model = load_timm_model(args.timm_model, args.timm_checkpoint, args.num_classes)
         run, frames = timm_sample(model, video, args.num_frames)
         with torch.no_grad():
             scores = run().softmax(-1)[0]

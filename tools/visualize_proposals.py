@@ -166,6 +166,18 @@ def load_mmaction_model(config, checkpoint: Optional[str]) -> Tuple[nn.Module, o
     return model, model.cfg
 
 
+def load_timm_model(name: str, checkpoint: Optional[str] = None,
+                    num_classes: Optional[int] = None) -> nn.Module:
+    """A timm model (``cpnet_*`` names included) in eval mode, with a checkpoint's weights."""
+    import timm
+    import timm_adapters  # noqa: F401  (registers the cpnet_* names)
+
+    if checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+    kwargs = {} if num_classes is None else dict(num_classes=num_classes)
+    return timm.create_model(name, checkpoint_path=checkpoint or "", **kwargs).eval()
+
+
 def mmaction_sample(model: nn.Module, cfg, video: Optional[str] = None,
                     toy_index: Optional[int] = None) -> Tuple[Callable[[], object], torch.Tensor]:
     """(run, frames) for one sample: a video file through the config's test pipeline, or a
@@ -234,14 +246,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     if args.timm_model:
-        from timm_adapters import create_video_model  # noqa: F401  (registers cpnet_* names)
-        import timm
-
-        model = timm.create_model(args.timm_model, pretrained=False,
-                                  checkpoint_path=args.timm_checkpoint or "")
         if args.video is None:
             parser.error("--timm-model needs --video")
-        run, frames = timm_sample(model.eval(), args.video, args.num_frames)
+        model = load_timm_model(args.timm_model, args.timm_checkpoint)
+        run, frames = timm_sample(model, args.video, args.num_frames)
     else:
         if args.config is None:
             parser.error("give an mmaction2 config (and checkpoint), or --timm-model")
