@@ -84,8 +84,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
                 min_frames: int = 2, output_name: str = "scores") -> str:
     """Write ``model`` as ONNX (torch's dynamo exporter) with input ``clips`` (N, C, T, H, W),
     ``dynamic`` dims symbolic, and output ``output_name``; returns ``path``."""
-    _check_example(model, example)
-    _require("onnxscript")
+    _require("onnxscript")  # before the trace, which takes a while
     program = export_program(model, example, dynamic, min_size, min_frames)
     onnx_program = torch.onnx.export(program, dynamo=True, input_names=["clips"],
                                      output_names=[output_name], verbose=False)

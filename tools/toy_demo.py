@@ -16,9 +16,11 @@ import time
 import warnings
 from typing import Dict, List, Optional
 
-# mmcv-lite says at import that it lacks a CUDA op no toy network uses: keep the terminal clear.
-warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+# mmcv-lite says at import that it lacks a CUDA op no toy network uses: keep the terminal clear
+# (for this import only: the process's warning filters stay as they were).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
+    import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS

@@ -6,20 +6,8 @@ import torch
 from mmengine.config import Config
 
 import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
-from cp_plugin.insertion import insertion_sites
 from shrink import shrink_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
-
-
-def activate_cp(model):
-    gen = torch.Generator().manual_seed(0)
-    for site in insertion_sites(model):
-        norm = site.module.out_norm
-        with torch.no_grad():
-            norm.weight.copy_(0.5 * torch.randn(norm.weight.shape, generator=gen))
-    return model
+from test_export import CPNET_R18, activate_cp
 
 
 @pytest.fixture

@@ -41,12 +41,17 @@ def clips(n=2, t=4, size=32, channels=3, seed=0):
     return torch.randn(n, channels, t, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def c2d(plain, x):
-    """The plain image model as C2D: per-frame features, global average over T, H, W, classifier."""
+def c2d_features(plain, x):
+    """The plain image model's per-frame features of clips x, as (N, C', T, H', W')."""
     n, c, t, h, w = x.shape
     frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
     features = plain.forward_features(frames)
-    video = features.reshape(n, t, *features.shape[1:]).permute(0, 2, 1, 3, 4)
+    return features.reshape(n, t, *features.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def c2d(plain, x):
+    """The plain image model as C2D: per-frame features, global average over T, H, W, classifier."""
+    video = c2d_features(plain, x)
     return video, plain.get_classifier()(video.mean(dim=(2, 3, 4)))
 
 
@@ -156,9 +161,7 @@ ADD_LAST_FAMILIES = [  # model, blocks (each ends with its residual add)
 
 def c2d_logits(plain, x):
     """C2D logits of an image model whose head may norm (ConvNeXt) or be a conv (ResNetV2)."""
-    n, c, t, h, w = x.shape
-    features = plain.forward_features(x.transpose(1, 2).reshape(n * t, c, h, w))
-    pooled = features.reshape(n, t, *features.shape[1:]).mean(dim=(1, 3, 4))
+    pooled = c2d_features(plain, x).mean(dim=(2, 3, 4))
     return plain.forward_head(pooled[:, :, None, None]).flatten(1)
 
 
