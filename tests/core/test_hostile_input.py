@@ -7,6 +7,7 @@ import torch
 import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
 from cp_plugin.validation import check_finite
+from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
 from test_cp_module import randomise_norms, twin
 from test_knn import assert_exact_knn
 
@@ -16,6 +17,12 @@ def run_forward_backward(module, x):
     out = module(x)
     out.square().sum().backward()
     return out, x.grad
+
+
+def assert_same_to_rounding(module, x, results, expected):
+    """Two (output, input gradient) results of ``module`` on ``x``, each to its own scale."""
+    for got, want in zip(results, expected):
+        assert_close_to_rounding(got, want, reduction_length=cp_reduction_length(module, x))
 
 
 def randomised_module(channels=8, k=3, seed=0):
@@ -49,8 +56,7 @@ def test_smallest_shapes_with_the_largest_k(shape, k):
     fast, ref = twin(dict(in_channels=8, k=k))
     out, grad = run_forward_backward(fast.train(), x)
     ref_out, ref_grad = run_forward_backward(ref.train(), x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-5)
+    assert_same_to_rounding(fast, x, (out, grad), (ref_out, ref_grad))
     with pytest.raises(ValueError, match=f"use k <= {k}"):
         CPModule(8, k=k + 1)(x)
 
@@ -101,8 +107,7 @@ def test_memory_layouts_give_the_same_result(layout):
     module = randomised_module()
     expected, expected_grad = run_forward_backward(module, base)
     out, grad = run_forward_backward(module, x)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+    assert_same_to_rounding(module, x, (out, grad), (expected, expected_grad))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])

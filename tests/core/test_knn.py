@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cp_plugin import knn, other_frame_knn, reference
+from cp_plugin.testing import search_rounding_bound
 
 
 def brute_force_distances(points, num_frames):
@@ -25,8 +26,9 @@ def assert_exact_knn(points, num_frames, k, indices):
     distances = brute_force_distances(points, num_frames)
     chosen = distances.gather(2, indices).sort(-1).values
     expected = distances.topk(k, dim=-1, largest=False).values
-    # Compare distances, not indices, so equal distances cannot make the test flaky.
-    torch.testing.assert_close(chosen, expected, rtol=1e-5, atol=1e-5)
+    # Compare distances, not indices, so equal distances cannot make the test flaky; a float32
+    # search may swap neighbours whose distances differ by less than its rounding.
+    torch.testing.assert_close(chosen, expected, rtol=0, atol=search_rounding_bound(points))
 
 
 SIZES = list(itertools.product([1, 5, 14], [1, 5, 14]))
@@ -47,10 +49,11 @@ def test_matches_brute_force(monkeypatch, n, t, size, two_stage):
 @pytest.mark.parametrize("chunk_size", [1, 7, 64])
 def test_chunked_equals_unchunked(chunk_size):
     points = torch.randn(3, 4 * 25, 8, generator=torch.Generator().manual_seed(0))
-    whole = other_frame_knn(points, 4, 8, chunk_size=points.shape[1])
-    chunked = other_frame_knn(points, 4, 8, chunk_size=chunk_size)
-    assert torch.equal(whole, chunked)
-    assert torch.equal(whole, reference.other_frame_knn(points, 4, 8))
+    # Each exact to its own rounding; indices are not compared, since another CPU's kernels
+    # may round a near-tie the other way in one chunk shape and not in the other.
+    assert_exact_knn(points, 4, 8, other_frame_knn(points, 4, 8, chunk_size=points.shape[1]))
+    assert_exact_knn(points, 4, 8, other_frame_knn(points, 4, 8, chunk_size=chunk_size))
+    assert_exact_knn(points, 4, 8, reference.other_frame_knn(points, 4, 8))
 
 
 def test_default_chunk_never_builds_the_full_matrix(monkeypatch):

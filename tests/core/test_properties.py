@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cp_plugin import CPModule, other_frame_knn
+from cp_plugin.testing import (assert_close_to_rounding, cp_reduction_length,
+                               search_rounding_bound)
 from test_cp_module import randomise_norms
 
 EXAMPLES = 100
@@ -74,7 +76,7 @@ def test_storing_the_frames_in_another_order_permutes_the_neighbours(clip, order
     expected = distances(points, other_frame_knn(points, t, k))[:, old]
     # Equal distances, not indices: ties may be broken differently.
     torch.testing.assert_close(got.sort(-1).values, expected.sort(-1).values,
-                               rtol=1e-6, atol=1e-6 * float(points.abs().max() ** 2))
+                               rtol=0, atol=search_rounding_bound(points, points.dtype))
 
 
 @PROPERTY
@@ -90,7 +92,8 @@ def test_module_output_follows_a_frame_reordering(clip, order):
         module.mlp[0][0].weight[:, 0] = 0  # the t/T coordinate's column
         out = module(x.double())
         out_shuffled = module(x.double()[:, :, order])
-    torch.testing.assert_close(out_shuffled, out[:, :, order], rtol=1e-9, atol=1e-9)
+    assert_close_to_rounding(out_shuffled, out[:, :, order],
+                             reduction_length=cp_reduction_length(module, x))
 
 
 @settings(max_examples=EXAMPLES // 3, deadline=None, derandomize=True)

@@ -9,6 +9,8 @@ import timm
 import timm_adapters  # noqa: F401  (registers cpnet_*)
 from cp_plugin.export import clip_dynamic_shapes, export_program
 from cp_plugin.insertion import insertion_sites
+from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
+                               network_reduction_length, rounding_bound)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
@@ -44,11 +46,13 @@ def test_torch_export_keeps_batch_frames_and_size_symbolic():
         x = random_clips(*shape, seed=i)
         with torch.no_grad():
             expected = model(x)
-            torch.testing.assert_close(exported(x), expected, rtol=1e-4, atol=1e-4)
+            assert_close_to_rounding(exported(x), expected,
+                                     reduction_length=network_reduction_length(model, x))
     # CP is in the graph: the exported model is not the plain C2D.
     with torch.no_grad():
         c2d = plain(x.transpose(1, 2).flatten(0, 1)).view(3, 9, 7).mean(1)
-    assert not torch.allclose(exported(x), c2d, atol=1e-3)
+        assert_differ_beyond_rounding(exported(x), c2d,
+                                      reduction_length=network_reduction_length(model, x))
 
 
 def test_export_refuses_what_it_cannot_export():
@@ -60,6 +64,16 @@ def test_export_refuses_what_it_cannot_export():
     model.train()
     with pytest.raises(ValueError, match=r"eval mode \(model.eval\(\)\)"):
         export_program(model, torch.zeros(1, 3, 4, 64, 64))
+
+
+def onnx_tolerance(model, shapes):
+    """What onnxruntime's kernels may round differently from PyTorch's on the largest shape."""
+    from cp_plugin.mmaction.deploy import ClipRecognizer
+
+    x = random_clips(*max(shapes, key=lambda shape: torch.Size(shape).numel()))
+    with torch.no_grad():
+        scores = ClipRecognizer(model)(x) if hasattr(model, "cls_head") else model(x)
+    return rounding_bound(network_reduction_length(model, x), scores.abs().max())
 
 
 def graph_input_dims(path):
@@ -74,13 +88,15 @@ def test_timm_cpnet_onnx_runs_in_onnxruntime_at_other_shapes(tmp_path):
     from tools import export_onnx
 
     checkpoint = tmp_path / "cpnet.pth"
-    torch.save(timm_cpnet().state_dict(), checkpoint)
+    model = timm_cpnet()
+    torch.save(model.state_dict(), checkpoint)
     out = str(tmp_path / "cpnet.onnx")
     result = export_onnx.main(["--timm-model", "cpnet_resnet18", "--num-classes", "7",
                                "--timm-checkpoint", str(checkpoint), "--shape", "1", "3", "4",
                                "64", "64", "--dynamic", "batch", "frames", "size",
                                "--out", out])
-    assert len(result["shapes"]) == 3 and result["difference"] < 1e-4
+    assert len(result["shapes"]) == 3
+    assert result["difference"] <= onnx_tolerance(model, result["shapes"])
     dims = graph_input_dims(out)
     assert dims[1] == 3 and all(isinstance(d, str) for d in dims[:1] + dims[2:]), dims
 
@@ -99,14 +115,15 @@ def test_mmaction_cpnet_r18_onnx_runs_in_onnxruntime(tmp_path):
     result = export_onnx.main([CPNET_R18, checkpoint, "--shape", "1", "3", "4", "64", "64",
                                "--min-frames", "3", "--out", out])
     assert result["shapes"] == [(1, 3, 4, 64, 64), (2, 3, 6, 64, 64)]
-    assert result["difference"] < 1e-4
+    assert result["difference"] <= onnx_tolerance(recognizer, result["shapes"])
     dims = graph_input_dims(out)
     assert isinstance(dims[0], str) and isinstance(dims[2], str) and dims[3:] == [64, 64]
     # The graph's scores are the recognizer's own head scores for one view.
     x = random_clips(2, 3, 4, 64, 64)
     with torch.no_grad():
         own = recognizer(x.unsqueeze(1), mode="tensor", stage="head")
-        torch.testing.assert_close(ClipRecognizer(recognizer)(x), own)
+        assert_close_to_rounding(ClipRecognizer(recognizer)(x), own,
+                                 reduction_length=network_reduction_length(recognizer, x))
 
 
 def test_recognizer2d_takes_the_frames_as_segments_and_exports():
@@ -127,11 +144,12 @@ def test_recognizer2d_takes_the_frames_as_segments_and_exports():
     x = random_clips(2, 3, 4, 64, 64)  # (N, C, T, H, W): T = the 4 segments
     with torch.no_grad():
         own = recognizer(x.transpose(1, 2).contiguous(), mode="tensor", stage="head")
-        torch.testing.assert_close(model(x), own)
+        length = network_reduction_length(recognizer, x)
+        assert_close_to_rounding(model(x), own, reduction_length=length)
     # num_segments fixes T in this backbone: the batch stays dynamic.
     program = export_program(model, x, dynamic=("batch",)).module()
     y = random_clips(3, 3, 4, 64, 64, seed=1)
     with torch.no_grad():
-        torch.testing.assert_close(program(y), model(y), rtol=1e-4, atol=1e-4)
+        assert_close_to_rounding(program(y), model(y), reduction_length=length)
     with pytest.raises(TypeError, match="Recognizer2D or Recognizer3D, got Linear"):
         ClipRecognizer(torch.nn.Linear(2, 2))

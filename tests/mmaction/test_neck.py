@@ -9,6 +9,8 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 import cp_plugin  # noqa: F401  (registers CPNeck)
 from cp_plugin.mmaction import CPNeck
+from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
+                               summed_fan_in)
 
 init_default_scope("mmaction")
 
@@ -84,7 +86,7 @@ def test_zoo_checkpoint_loads_with_only_the_neck_missing_and_scores_the_same(nam
     x = inputs(name)
     with torch.no_grad():
         expected, ours = scores(stock, x), scores(with_neck, x)
-    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+    assert_close_to_rounding(ours, expected, reduction_length=summed_fan_in(stock))
 
 
 def clips_of(frames, segments):
@@ -105,10 +107,11 @@ def test_non_identity_neck_is_cp_on_the_backbones_last_map(name, tmp_path):
         else:
             by_hand = model.cls_head(plain_cp(model.neck)(features))
         ours = scores(model, x)
-        # Other memory layouts may take other float kernels: compare on the scores' scale.
-        torch.testing.assert_close(ours, by_hand, rtol=1e-4, atol=1e-5 * by_hand.abs().max())
+        # Other memory layouts may take other float kernels: rounding differs.
+        length = summed_fan_in(model)
+        assert_close_to_rounding(ours, by_hand, reduction_length=length)
         plain = model.cls_head(features[-1], num_segs=8) if name == "tsn" else model.cls_head(features)
-        assert not torch.allclose(ours, plain, rtol=1e-3, atol=1e-4)  # CP changed the scores
+        assert_differ_beyond_rounding(ours, plain, reduction_length=length)  # CP changed them
 
 
 def plain_cp(neck):
@@ -131,10 +134,11 @@ def test_recognizer2d_test_views_get_cp_per_view(tmp_path):
         alone = torch.cat([model.extract_feat(view, test_mode=True)[0]
                            for view in x.split(8, dim=1)])
         # Averaged over the 6 views, against the mean of the per-view features.
-        torch.testing.assert_close(together[0], alone.mean(0), rtol=1e-4,
-                                   atol=1e-5 * together.abs().max())
+        length = summed_fan_in(model)
+        assert_close_to_rounding(together[0], alone.mean(0), reduction_length=length)
         shifted = model.extract_feat(x.roll(4, dims=1), test_mode=True)[0]
-    assert not torch.allclose(shifted, together, rtol=1e-4, atol=1e-4)  # the grouping matters
+    # The grouping matters.
+    assert_differ_beyond_rounding(shifted, together, reduction_length=length)
 
 
 def test_training_step_reaches_the_neck(tmp_path):
@@ -164,7 +168,7 @@ def test_mvit_class_token_output_is_refused_with_the_fix(tmp_path):
         identity = scores(model, inputs("mvit"))
         perturb(model.neck)
         changed = scores(model, inputs("mvit"))
-    assert not torch.allclose(identity, changed, rtol=1e-3, atol=1e-4)
+    assert_differ_beyond_rounding(identity, changed, reduction_length=summed_fan_in(model))
 
 
 def test_single_output_2d_backbone_is_refused_with_the_fix(tmp_path):
@@ -218,4 +222,5 @@ def test_readme_neck_example(tmp_path):
     model.load_state_dict(stock.state_dict(), strict=False)
     x = inputs("x3d")
     with torch.no_grad():
-        torch.testing.assert_close(scores(model, x), scores(stock, x))
+        assert_close_to_rounding(scores(model, x), scores(stock, x),
+                                 reduction_length=summed_fan_in(stock))

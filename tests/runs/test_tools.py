@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import cp_plugin  # noqa: F401
+from cp_plugin.testing import assert_close_to_rounding, summed_fan_in
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -81,7 +82,7 @@ def test_multi_view_scores_average_each_videos_views(small_config, tmp_path, vid
         sample = dataset[index]
         views = sample["inputs"]  # (views, C, T, H, W)
         assert views.shape[0] == 2 * 6
-        probabilities = []
+        probabilities, largest_logit = [], 1.0
         for view in views:  # one view at a time: nothing else in the batch
             data = model.data_preprocessor(
                 dict(inputs=[view[None]], data_samples=[sample["data_samples"]]), False)
@@ -89,5 +90,9 @@ def test_multi_view_scores_average_each_videos_views(small_config, tmp_path, vid
                 features = model(data["inputs"], data["data_samples"], mode="tensor")
                 logits = model.cls_head(features)
             probabilities.append(logits.softmax(-1))
+            largest_logit = max(largest_logit, float(logits.abs().max()))
         expected = torch.cat(probabilities).mean(0)
-        torch.testing.assert_close(result["pred_score"], expected, rtol=1e-4, atol=1e-5)
+        # The tool batches the views: other kernels, other rounding, at most the logits' own
+        # (softmax changes by no more than its logits do).
+        assert_close_to_rounding(result["pred_score"], expected, magnitude=largest_logit,
+                                 reduction_length=summed_fan_in(model))

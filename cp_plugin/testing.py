@@ -1,0 +1,110 @@
+"""Comparisons whose tolerances come from floating-point rounding, not from one machine.
+
+Two computations of the same quantity (two code paths, two memory layouts, one CPU's kernels
+against another's) differ by the rounding of the sums behind them, and that depends on the order
+of summation, which SIMD width, blocking and thread count change from CPU to CPU. A sum of n
+terms in a type with unit roundoff eps is off by at most about ``n * eps * sum|terms|``
+(Higham, *Accuracy and Stability of Numerical Algorithms*, section 4.2), and errors along a
+chain of layers add up. A tolerance built that way holds on any CPU and is still orders of
+magnitude below what a wrong result changes. Used by the test suite and by
+``benchmarks.cuda_check``; imports only torch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+
+__all__ = ["rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
+           "summed_fan_in", "network_reduction_length", "cp_reduction_length",
+           "search_rounding_bound"]
+
+Number = Union[float, torch.Tensor]
+
+
+def rounding_bound(reduction_length: int, magnitude: Number, dtype=torch.float32) -> float:
+    """Worst-case rounding error of sums of ``reduction_length`` terms of size ``magnitude``.
+
+    ``reduction_length`` is the number of terms summed into one result, added up along a chain
+    of operations (a 1x1 conv over C channels, then a BN over N*T*H*W points: C + N*T*H*W).
+    ``magnitude`` is the size of the result's terms, usually the largest value compared.
+    """
+    if isinstance(magnitude, torch.Tensor):
+        magnitude = magnitude.detach()
+    return reduction_length * torch.finfo(dtype).eps * float(magnitude)
+
+
+def assert_close_to_rounding(actual: torch.Tensor, expected: torch.Tensor, *,
+                             reduction_length: int, magnitude: Optional[Number] = None,
+                             dtype: Optional[torch.dtype] = None,
+                             msg: Optional[Union[str, Callable[[str], str]]] = None) -> None:
+    """Assert ``|actual - expected| <= rounding_bound(...)`` element-wise.
+
+    Args:
+        actual, expected: the same quantity computed two ways (``expected`` may be float64).
+        reduction_length: terms summed into each result along the computation (see
+            :func:`rounding_bound`).
+        magnitude: size of the terms; default the largest ``|expected|``.
+        dtype: the precision the computations ran in; default the lower of the two.
+    """
+    atol = _tolerance(actual, expected, reduction_length, magnitude, dtype)
+    torch.testing.assert_close(actual.detach().to(expected.dtype), expected.detach(),
+                               rtol=0, atol=atol, msg=msg)
+
+
+def assert_differ_beyond_rounding(actual: torch.Tensor, expected: torch.Tensor, *,
+                                  reduction_length: int, magnitude: Optional[Number] = None,
+                                  dtype: Optional[torch.dtype] = None) -> None:
+    """Assert that ``actual`` and ``expected`` differ somewhere by more than rounding could make
+    them (arguments as :func:`assert_close_to_rounding`): a check that a change had an effect
+    cannot then pass on rounding noise alone."""
+    atol = _tolerance(actual, expected, reduction_length, magnitude, dtype)
+    difference = float((actual.detach().to(expected.dtype) - expected.detach()).abs().max())
+    assert difference > atol, f"greatest difference {difference:.3g} is within rounding ({atol:.3g})"
+
+
+def _tolerance(actual, expected, reduction_length, magnitude, dtype) -> float:
+    if dtype is None:
+        dtype = max(actual.dtype, expected.dtype, key=lambda d: torch.finfo(d).eps)
+    if magnitude is None:
+        magnitude = expected.detach().abs().max()
+    return rounding_bound(reduction_length, magnitude, dtype)
+
+
+def summed_fan_in(module: torch.nn.Module) -> int:
+    """Terms summed into one output along the longest chain of ``module``'s layers, at most:
+    the fan-in of every conv and linear layer (parallel branches included, so an upper bound)."""
+    return sum(m.weight[0].numel() for m in module.modules()
+               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2)
+
+
+def network_reduction_length(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """An upper bound on the terms summed into one output or gradient of ``module`` on the batch
+    ``x`` (N, C, ...): :func:`summed_fan_in`, plus the batch's positions N*... once for
+    the sums over positions (a weight's gradient, a global pool) and once more for every norm
+    layer in training mode (its batch statistics); later layers see fewer positions."""
+    positions = x.numel() // x.shape[1]
+    norms = sum(isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training
+                for m in module.modules())
+    return summed_fan_in(module) + (1 + norms) * positions
+
+
+def cp_reduction_length(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """:func:`network_reduction_length` for a CP module on clips ``x`` (N, C, T, H, W): its BNs
+    sum over the N*T*H*W*k pairs (an upper bound for those that see points, and in eval mode)."""
+    pairs = x.numel() // x.shape[1] * module.k
+    norms = sum(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in module.modules())
+    return summed_fan_in(module) + norms * pairs
+
+
+def search_rounding_bound(points: torch.Tensor, dtype=torch.float32) -> float:
+    """How far the true squared distances of neighbours found in ``dtype`` may exceed the best.
+
+    A squared distance ``|q|^2 - 2 q.p + |p|^2`` over C channels of points within R of their
+    centre (the search centres them first) is off by at most ``(C + 2) * eps * 4 R^2``; a
+    neighbour can displace a nearer one only when both errors together bridge the gap.
+    """
+    centred = points.detach().double()
+    centred = centred - centred.mean(dim=-2, keepdim=True)
+    radius_squared = centred.pow(2).sum(-1).max()
+    return 2 * rounding_bound(points.shape[-1] + 2, 4 * radius_squared, dtype)
