@@ -64,9 +64,10 @@ def cp_modules(model):
 def assert_every_cp_acts(model, x):
     """Each CP module changes the map it is given by more than its own rounding could (a CP
     module fresh from one training step changes the logits by little, but not by nothing)."""
-    seen = []
-    handles = [cp.register_forward_hook(lambda cp, args, out: seen.append((cp, args[0], out)))
-               for cp in cp_modules(model)]
+    seen = []  # copies: the block's activation may run in place on CP's output
+    handles = [cp.register_forward_hook(
+        lambda cp, args, out: seen.append((cp, args[0].clone(), out.clone())))
+        for cp in cp_modules(model)]
     try:
         with torch.no_grad():
             model(x)
