@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-quick bench demo clean
+.PHONY: venv test test-quick test-isa bench demo clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,21 @@ test: venv
 # The inner loop: every test but those marked slow (training runs, subprocesses, distributed).
 test-quick: venv
 	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
+
+# The fast tests under other CPUs' kernels, as CI runs them after make test: PyTorch's generic
+# kernels, AVX2 kernels in PyTorch, oneDNN and MKL, and one thread (another summation order).
+# A one-thread setting runs two pytest workers (pytest-xdist), one thread each.
+ISA_SETTINGS := "ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1" \
+	"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2" \
+	"OMP_NUM_THREADS=1"
+
+test-isa: venv
+	@status=0; for setting in $(ISA_SETTINGS); do \
+		case "$$setting" in *OMP_NUM_THREADS=1*) workers="-n 2";; *) workers="";; esac; \
+		echo "== fast tests with $$setting"; \
+		env $$setting $(MAKE) --no-print-directory test-quick \
+			PYTEST_ARGS="$$workers $(PYTEST_ARGS)" || status=1; \
+	done; exit $$status
 
 bench: venv
 	$(PY) -m benchmarks
