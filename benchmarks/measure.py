@@ -9,6 +9,7 @@ import time
 from typing import Callable, Dict, Tuple
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def synchronize(device: torch.device) -> None:
@@ -97,3 +98,30 @@ def peak_memory_bytes(fn: Callable[[], None], device: torch.device = torch.devic
         current += size
         peak = max(peak, current)
     return peak
+
+
+class _DispatchCounter(TorchDispatchMode):
+    """Counts the aten ops that reach the dispatcher, views aside, and the host syncs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        # A view only re-describes memory; every other op is at least one kernel on a GPU.
+        if not func.is_view:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_ops(fn: Callable[[], None]) -> Tuple[int, int]:
+    """(aten ops, host syncs) that one call of ``fn`` dispatches, backward included.
+
+    Read on the CPU, this is what the same code costs a GPU in kernel launches (each non-view
+    op is at least one, plus eager dispatch overhead) and in stalls of its queue (a
+    ``_local_scalar_dense``: ``bool()``, ``int()``, ``.item()`` of a tensor)."""
+    with _DispatchCounter() as counter:
+        fn()
+    return counter.ops, counter.syncs

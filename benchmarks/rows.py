@@ -5,6 +5,7 @@ so that `make bench` prints it at once.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable, Dict, Iterator, List, Tuple
 
@@ -13,7 +14,8 @@ import torch
 from cp_plugin import CPModule, other_frame_knn, reference
 from cp_plugin.compat import mmaction_installed
 
-from .measure import alternating_medians, alternating_medians_of, peak_memory_bytes
+from .measure import (alternating_medians, alternating_medians_of, dispatched_ops,
+                      peak_memory_bytes)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2.0 ** 20
@@ -148,6 +150,43 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
     for key in ("CPNet", "C2D"):  # the steps behind the overhead
         yield (f"paper's pair: train step {key}-R101 vs NL C2D-R101, 8x224x224 N=1 time",
                row(seconds[key], seconds["NL"], "s"))
+
+
+@contextlib.contextmanager
+def cuda_chunk_budgets():
+    """CP's chunk budgets on a GPU, also on the CPU: counts read here are then a GPU's."""
+    from cp_plugin import knn, pair_embedding
+
+    saved = knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS
+    knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
+    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
+    try:
+        yield
+    finally:
+        knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS = saved
+
+
+#: Issue 24's table: (stage, channels, CP options, H = W, N), 8 frames each.
+DISPATCH_SHAPES = (("R50 res4", 1024, dict(k=8), 14, 8),
+                   ("paper R101 res4", PAPER_CHANNELS, PAPER_CP, PAPER_SIZE, PAPER_BATCH),
+                   ("R18 res4", 256, dict(k=8), 14, 4))
+
+
+def dispatch_rows(device: torch.device, repeats: int) -> Rows:
+    """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
+    CP with its GPU chunk budgets: on a GPU, kernel launches and stalls of its queue. Counted
+    once; the same on every machine."""
+    for stage, channels, options, size, batch in DISPATCH_SHAPES:
+        torch.manual_seed(0)
+        x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)
+        name = f"CP vs NonLocal3d, {stage} C={channels} {MODULE_FRAMES}x{size}x{size} N={batch}"
+        with cuda_chunk_budgets():
+            cp = dispatched_ops(forward_backward(CPModule(channels, **options).to(device), x))
+        non_local = dispatched_ops(forward_backward(nonlocal_block(channels).to(device), x))
+        yield f"{name} aten ops", row(cp[0], non_local[0], "ops")
+        yield f"{name} host syncs", dict(ours=cp[1], baseline=non_local[1],
+                                         ratio=cp[1] / non_local[1] if non_local[1] else None,
+                                         unit="syncs")
 
 
 def toy_epoch_rows(device: torch.device, repeats: int) -> Rows:

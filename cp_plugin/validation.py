@@ -4,6 +4,8 @@ Every error names the argument, the value it got and what to do instead.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .tracing import exporting
@@ -39,21 +41,34 @@ def check_k(k: int, num_frames: int, points_per_frame: int) -> int:
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raise if ``tensor`` holds a NaN or an Inf, without a host sync where that would stall a
+    device's queue: on an accelerator the device itself checks (``torch._assert_async``) and a
+    non-finite value fails the stream with this message at the next synchronisation (a CUDA
+    error: the process cannot go on using that device)."""
     # Data-dependent check: skipped while torch.compile or torch.export trace, so it causes no
     # graph break and no data-dependent guard.
     if torch.compiler.is_compiling() or exporting():
         return
+    if tensor.device.type != "cpu":
+        torch._assert_async(torch.isfinite(tensor).all(), _non_finite_message(name))
+        return
     # One reduction first: a NaN or Inf anywhere makes the sum non-finite, so a finite sum
     # clears the tensor at a tenth of the cost of isfinite().all() (four passes). Only a
     # non-finite sum (or a finite tensor whose sum overflowed) takes the element-wise test.
+    # On the CPU _assert_async fails at once, so its error can be caught and made precise.
     accumulate = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-    if bool(torch.isfinite(tensor.sum(dtype=accumulate))):
-        return
-    if not bool(torch.isfinite(tensor).all()):
+    try:
+        torch._assert_async(torch.isfinite(tensor.sum(dtype=accumulate)))
+    except RuntimeError:
         bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(
-            f"{name} contains {bad} non-finite value(s) (NaN or Inf); CP distances would be "
-            f"meaningless. Check the input data and the layers before this module.")
+        if bad:
+            raise ValueError(_non_finite_message(name, bad)) from None
+
+
+def _non_finite_message(name: str, count: Optional[int] = None) -> str:
+    how_many = "non-finite values" if count is None else f"{count} non-finite value(s)"
+    return (f"{name} contains {how_many} (NaN or Inf); CP distances would be meaningless. "
+            f"Check the input data and the layers before this module.")
 
 
 def check_points(points: torch.Tensor, num_frames: int, k: int) -> int:

@@ -1,10 +1,12 @@
 """The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
+import contextlib
 import sys
 
 import pytest
 import torch
 
-from benchmarks.measure import alternating_medians, alternating_medians_of, peak_memory_bytes
+from benchmarks.measure import (alternating_medians, alternating_medians_of, dispatched_ops,
+                                peak_memory_bytes)
 
 MIB = 1 << 20
 
@@ -97,3 +99,28 @@ def test_peak_memory_keeps_the_profiler_lines_off_the_terminal(capfd):
     assert "profiler_st" not in capfd.readouterr().err
     peak_memory_bytes(lambda: print("measured", file=sys.stderr, flush=True))
     assert "measured" in capfd.readouterr().err  # what the measured code says still shows
+
+
+def test_dispatched_ops_counts_kernels_not_views_and_the_host_syncs():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert dispatched_ops(lambda: x.t().unsqueeze(0).expand(2, 3, 4)) == (0, 0)  # views: no kernel
+    ops, syncs = dispatched_ops(lambda: bool((x * 2).sum() > 0))
+    assert (ops, syncs) == (4, 1)  # mul, sum, gt, and _local_scalar_dense, which syncs
+    ops, _ = dispatched_ops(lambda: (x * 2).sum().backward())
+    assert ops > 2  # the backward's ops are counted too
+
+
+@pytest.mark.parametrize("cfg", [dict(k=3), dict(k=2, bottleneck_channels=4, shrink=2),
+                                 dict(k=3, checkpoint_pairs=True)], ids=str)
+def test_cp_forward_and_backward_never_sync_the_host(cfg):
+    """No bool(), int() or .item() of a tensor in CP's forward or backward: on a GPU each would
+    stall the queue and forbid CUDA-graph capture. The finite check runs on the device."""
+    from benchmarks.rows import cuda_chunk_budgets
+    from cp_plugin import CPModule
+
+    module = CPModule(8, **cfg).train()
+    x = torch.randn(2, 8, 3, 6, 6, requires_grad=True)
+    for budgets in (cuda_chunk_budgets(), contextlib.nullcontext()):
+        with budgets:
+            ops, syncs = dispatched_ops(lambda: module(x).square().sum().backward())
+        assert ops > 0 and syncs == 0
