@@ -153,17 +153,19 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
 
 
 @contextlib.contextmanager
-def cuda_chunk_budgets():
-    """CP's chunk budgets on a GPU, also on the CPU: counts read here are then a GPU's."""
+def gpu_paths():
+    """CP's chunk budgets and search path on a GPU, also on the CPU: ops counted there are
+    then a GPU's."""
     from cp_plugin import knn, pair_embedding
 
-    saved = knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS
+    saved = knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES
     knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
     pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
+    knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
     try:
         yield
     finally:
-        knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS = saved
+        knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES = saved
 
 
 #: Issue 24's table: (stage, channels, CP options, H = W, N), 8 frames each.
@@ -174,13 +176,13 @@ DISPATCH_SHAPES = (("R50 res4", 1024, dict(k=8), 14, 8),
 
 def dispatch_rows(device: torch.device, repeats: int) -> Rows:
     """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
-    CP with its GPU chunk budgets: on a GPU, kernel launches and stalls of its queue. Counted
+    CP with its GPU chunk budgets and search path: on a GPU, kernel launches and stalls of its queue. Counted
     once; the same on every machine."""
     for stage, channels, options, size, batch in DISPATCH_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)
         name = f"CP vs NonLocal3d, {stage} C={channels} {MODULE_FRAMES}x{size}x{size} N={batch}"
-        with cuda_chunk_budgets():
+        with gpu_paths():
             cp = dispatched_ops(forward_backward(CPModule(channels, **options).to(device), x))
         non_local = dispatched_ops(forward_backward(nonlocal_block(channels).to(device), x))
         yield f"{name} aten ops", row(cp[0], non_local[0], "ops")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 from ..cp_module import CPModule
+from ..knn import whole_clips_per_step
 from ..layout import COORDINATE_DIMS
 
 
@@ -22,7 +23,7 @@ def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, in
     the later layers on every pair), ``output`` (the projection back to C); ``macs`` is their
     sum. Element operations: ``norm`` (the BN multiply-adds of the bottleneck, the pairs and
     the output), ``resize`` (bilinear resizing back after a shrink, 4 per value as mmengine
-    counts it), ``topk`` (scores read by the selection), ``gather`` (neighbour features
+    counts it), ``topk`` (scores read by the selection, the own frame's too when whole clips are scored), ``gather`` (neighbour features
     copied) and ``max`` (pair values compared).
     """
     n, channels, steps, in_height, in_width = input_shape
@@ -33,7 +34,11 @@ def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, in
     per_frame = height * width
     points = n * steps * per_frame
     inputs = n * steps * in_height * in_width
-    candidates = (steps - 1) * per_frame
+    # Whole clips' score matrices (own frames masked) when the search budget holds them,
+    # else only the other frames' candidates, frame by frame.
+    device = next(module.parameters()).device
+    whole_clip = whole_clips_per_step(steps * per_frame, device) > 0
+    candidates = (steps if whole_clip else steps - 1) * per_frame
     k, widths = module.k, module.mlp_channels
     bottleneck = module.bottleneck is not None
 

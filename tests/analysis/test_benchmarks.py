@@ -115,12 +115,12 @@ def test_dispatched_ops_counts_kernels_not_views_and_the_host_syncs():
 def test_cp_forward_and_backward_never_sync_the_host(cfg):
     """No bool(), int() or .item() of a tensor in CP's forward or backward: on a GPU each would
     stall the queue and forbid CUDA-graph capture. The finite check runs on the device."""
-    from benchmarks.rows import cuda_chunk_budgets
+    from benchmarks.rows import gpu_paths
     from cp_plugin import CPModule
 
     module = CPModule(8, **cfg).train()
     x = torch.randn(2, 8, 3, 6, 6, requires_grad=True)
-    for budgets in (cuda_chunk_budgets(), contextlib.nullcontext()):
-        with budgets:
+    for paths in (gpu_paths(), contextlib.nullcontext()):
+        with paths:
             ops, syncs = dispatched_ops(lambda: module(x).square().sum().backward())
         assert ops > 0 and syncs == 0

@@ -40,15 +40,20 @@ def test_parameter_counts_are_exact():
         assert rows[(depth, "C2D+NL")]["params"] > rows[(depth, "C2D")]["params"]
 
 
+@pytest.mark.parametrize("search", ["whole-clip", "per-frame"])
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("cfg", [dict(in_channels=16, k=3), dict(in_channels=16, k=2, shrink=2),
                                  dict(in_channels=16, k=4, bottleneck_channels=8, mlp_channels=(8,))],
                          ids=["plain", "shrink", "bottleneck"])
-def test_cost_counts_every_matmul_the_module_runs(cfg, train):
+def test_cost_counts_every_matmul_the_module_runs(monkeypatch, cfg, train, search):
     """torch's FlopCounterMode sees every matrix product and convolution the forward runs, the
     fused pair embedding's included: exactly our MAC count (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from cp_plugin import knn
+
+    # The CPU's own path, and the GPU's, which scores whole clips when they fit the budget.
+    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"} if search == "whole-clip" else set())
     module = CPModule(**cfg).train(train)
     shape = (2, 16, 3, 8, 6)
     cost = cp_module_cost(module, shape)
@@ -58,7 +63,8 @@ def test_cost_counts_every_matmul_the_module_runs(cfg, train):
     assert counter.get_total_flops() == 2 * cost["macs"]
     n, c, t, h, w = shape
     per_frame = (h // module.shrink) * (w // module.shrink)
-    assert cost["topk"] == n * t * per_frame * (t - 1) * per_frame
+    scored = (t if search == "whole-clip" else t - 1) * per_frame
+    assert cost["topk"] == n * t * per_frame * scored
 
 
 def test_table_with_flops_on_small_clips():

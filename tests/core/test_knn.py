@@ -34,12 +34,16 @@ def assert_exact_knn(points, num_frames, k, indices):
 SIZES = list(itertools.product([1, 5, 14], [1, 5, 14]))
 
 
-@pytest.mark.parametrize("two_stage", [False, True], ids=["topk", "two-stage"])
+@pytest.mark.parametrize("path", ["whole-clip", "per-frame", "per-frame-two-stage"])
 @pytest.mark.parametrize("n,t,size", list(itertools.product([1, 3], [2, 3, 8], SIZES)))
-def test_matches_brute_force(monkeypatch, n, t, size, two_stage):
-    if two_stage:  # take smallest_k's grouped path whenever the row length allows it
-        monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1)
+def test_matches_brute_force(monkeypatch, n, t, size, path):
+    # The budget picks the path: whole clips (in groups of one clip) or frames in chunks.
     h, w = size
+    whole_clip = (t * h * w) ** 2
+    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", whole_clip if path == "whole-clip" else 1)
+    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"})  # the GPU's choice, here
+    if path == "per-frame-two-stage":  # smallest_k's grouped path wherever the row allows it
+        monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1)
     gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h)
     points = torch.randn(n, t * h * w, 6, generator=gen)
     for k in sorted({1, min(8, (t - 1) * h * w), (t - 1) * h * w}):
@@ -128,10 +132,12 @@ def test_smallest_k_agrees_with_topk(monkeypatch, length, k, ties):
     assert (indices.sort(-1).values.diff(dim=-1) != 0).all()  # no entry twice
 
 
+@pytest.mark.parametrize("clips_at_once", [None, 1, 2])
 @pytest.mark.parametrize("case", ["random", "ties", "offset"])
 @pytest.mark.parametrize("n,t,hw", [(1, 2, 1), (2, 3, 25), (3, 8, 9)])
-def test_whole_clip_search_for_export_matches_brute_force(case, n, t, hw):
-    """The loop-free search that torch.export traces: one masked (N, P, P) score matrix."""
+def test_whole_clip_search_matches_brute_force(case, n, t, hw, clips_at_once):
+    """The loop-free search: one masked (N, P, P) score matrix (what torch.export traces), or
+    one per group of clips (what a budget that holds whole clips takes)."""
     gen = torch.Generator().manual_seed(n * 100 + t * 10 + hw)
     points = torch.randn(n, t * hw, 6, generator=gen)
     if case == "ties":  # few distinct values: many equal distances around the k-th
@@ -139,7 +145,19 @@ def test_whole_clip_search_for_export_matches_brute_force(case, n, t, hw):
     elif case == "offset":
         points = points + 1e4
     for k in sorted({1, min(8, (t - 1) * hw), (t - 1) * hw}):
-        assert_exact_knn(points, t, k, knn.search_whole_clip(points, hw, k))
+        assert_exact_knn(points, t, k, knn.search_whole_clip(points, hw, k, clips_at_once))
+
+
+def test_a_budget_that_holds_whole_clips_searches_them_in_groups(monkeypatch):
+    seen = []
+    real_bmm = torch.bmm
+    monkeypatch.setattr(knn.torch, "bmm", lambda *args: seen.append(real_bmm(*args).shape)
+                        or real_bmm(*args))
+    points = torch.randn(5, 3 * 16, 4)
+    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 2 * 48 * 48 + 1)  # two clips' matrices
+    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"})  # as on a GPU
+    assert_exact_knn(points, 3, 4, other_frame_knn(points, 3, 4))
+    assert seen == [(2, 48, 48), (2, 48, 48), (1, 48, 48)]
 
 
 def test_export_takes_the_whole_clip_search(monkeypatch):
