@@ -158,14 +158,18 @@ def gpu_paths():
     then a GPU's."""
     from cp_plugin import knn, pair_embedding
 
-    saved = knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES
+    saved = (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
+             pair_embedding.PLAIN_PAIR_ELEMENTS)
     knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
-    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
     knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
+    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
+    pair_embedding.PLAIN_PAIR_ELEMENTS = dict(
+        pair_embedding.PLAIN_PAIR_ELEMENTS, cpu=pair_embedding.PLAIN_PAIR_ELEMENTS["cuda"])
     try:
         yield
     finally:
-        knn.DEFAULT_CHUNK_ELEMENTS, pair_embedding.CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES = saved
+        (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
+         pair_embedding.PLAIN_PAIR_ELEMENTS) = saved
 
 
 #: Issue 24's table: (stage, channels, CP options, H = W, N), 8 frames each.

@@ -35,6 +35,11 @@ __all__ = ["embed_pairs_max"]
 CHUNK_ELEMENTS = 1 << 18
 #: On a GPU memory is ample and each chunk costs kernel launches: 64 MiB chunks there.
 CUDA_CHUNK_ELEMENTS = 1 << 24
+#: Per device type, the largest pair tensor (points x k x widest layer, elements) whose layers
+#: all run as plain autograd ops on whole tensors: a dozen kernels where the fused path takes
+#: a hundred, for the memory of a few such tensors (1 GiB each in float32 on a GPU). Other
+#: devices, and ``recompute=True``, keep the fused path.
+PLAIN_PAIR_ELEMENTS = {"cuda": 1 << 28}
 
 
 def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.Tensor,
@@ -56,21 +61,30 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
 
     Returns:
         (M, C_L) the max over the k pairs of the last layer's output.
+
+    Where the pair tensors fit :data:`PLAIN_PAIR_ELEMENTS` (a GPU's usual case) every layer
+    runs as plain autograd ops on whole tensors, as while torch.export traces.
     """
     # torch.export (and so ONNX) traces plain ops: the fused last layer's chunk loop would fix
     # the number of points, and so T, H and W, in the exported graph.
-    traced = exporting()
-    if recompute and not traced:
+    plain = exporting() or (not recompute and _pairs_fit_whole(neighbour, index, weights))
+    if recompute and not plain:
         return _fused(centre, neighbour, index, weights, norms)
     pairs = neighbour.index_select(0, index.reshape(-1)).view(*index.shape, -1)
     pairs = pairs.add_(centre.unsqueeze(1))  # (M, k, C1)
-    unfused = len(weights) if traced else len(weights) - 1
+    unfused = len(weights) if plain else len(weights) - 1
     for weight, norm in zip(weights[:unfused], norms[:unfused]):
         pairs = pairs if weight is None else F.linear(pairs, weight)
         pairs = F.relu(norm(pairs.reshape(-1, pairs.shape[-1])), inplace=True).view(pairs.shape)
-    if traced:
+    if plain:
         return pairs.amax(dim=1)
     return _fused(None, pairs, None, weights[-1:], norms[-1:])
+
+
+def _pairs_fit_whole(neighbour: torch.Tensor, index: torch.Tensor,
+                     weights: Sequence[Optional[torch.Tensor]]) -> bool:
+    widest = max([neighbour.shape[-1]] + [w.shape[0] for w in weights if w is not None])
+    return index.numel() * widest <= PLAIN_PAIR_ELEMENTS.get(neighbour.device.type, 0)
 
 
 def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:

@@ -1,9 +1,11 @@
+import contextlib
 import copy
 
 import pytest
 import torch
 from torch import nn
 
+from benchmarks.rows import gpu_paths
 from cp_plugin import CPModule, frames_to_video, video_to_frames
 from cp_plugin.reference import ReferenceCPModule
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
@@ -36,10 +38,17 @@ def twin(cfg, seed=0):
     return fast, ref
 
 
+@pytest.mark.parametrize("paths", ["cpu", "gpu"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_matches_reference_forward_and_gradients(cfg, train, dtype):
+def test_matches_reference_forward_and_gradients(cfg, train, dtype, paths):
+    """Each device's paths (the GPU's: whole-clip search, plain pair tensors), on the CPU."""
+    with gpu_paths() if paths == "gpu" else contextlib.nullcontext():
+        check_against_reference(cfg, train, dtype)
+
+
+def check_against_reference(cfg, train, dtype):
     fast, ref = twin(cfg)
     fast.to(dtype)
     ref.to(dtype)

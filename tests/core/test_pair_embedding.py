@@ -37,12 +37,15 @@ def make_layers(widths, momentum, gen):
 @pytest.mark.parametrize("widths", [(5,), (5, 7), (4, 6, 3)], ids=str)
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("momentum", [0.1, None])
-@pytest.mark.parametrize("recompute", [False, True, "export"])
+@pytest.mark.parametrize("recompute", [False, True, "export", "whole"])
 def test_matches_autograd_across_many_chunks(monkeypatch, widths, train, momentum, recompute):
     monkeypatch.setattr(pair_embedding, "CHUNK_ELEMENTS", 50)  # uneven chunks of a few rows
     if recompute == "export":  # the plain ops torch.export traces, with either flag
         monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
         recompute = bool(len(widths) % 2)
+    elif recompute == "whole":  # plain ops where the pair tensors fit (a GPU's usual case)
+        monkeypatch.setattr(pair_embedding, "PLAIN_PAIR_ELEMENTS", {"cpu": 1 << 20})
+        recompute = False
     gen = torch.Generator().manual_seed(len(widths))
     rows, k = 29, 4
     centre = torch.randn(rows, widths[0], generator=gen, dtype=torch.float64) + 2.0
