@@ -18,9 +18,9 @@ import cp_plugin  # noqa: F401  (registers the mmaction2 modules)
 
 from . import rows as bench_rows
 
-#: Issues 15's and 24's targets: the largest acceptable ratio (ours / baseline) per row prefix, or the
-#: largest acceptable value of ours (with its unit) for absolute targets. Rows without one are
-#: context (the steps behind a ratio, the search's memory curve).
+#: Issues 15's and 24's targets: the largest acceptable ratio (ours / baseline) per row prefix,
+#: or the largest acceptable value of ours (with its unit) for absolute targets. Rows without one
+#: are context (the steps behind a ratio, the search's memory curve).
 RATIO_TARGETS = {
     "paper's pair: CP (R101 res4: bottleneck 128, k=4) vs NonLocal3d, C=1024 8x14x14 N=2 time": 0.25,
     "paper's pair: train step overhead": 0.12,

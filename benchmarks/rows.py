@@ -180,8 +180,8 @@ DISPATCH_SHAPES = (("R50 res4", 1024, dict(k=8), 14, 8),
 
 def dispatch_rows(device: torch.device, repeats: int) -> Rows:
     """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
-    CP with its GPU chunk budgets and search path: on a GPU, kernel launches and stalls of its queue. Counted
-    once; the same on every machine."""
+    CP on its GPU paths (:func:`gpu_paths`): on a GPU, kernel launches and stalls of its queue.
+    Counted once; the same on every machine."""
     for stage, channels, options, size, batch in DISPATCH_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)

@@ -60,7 +60,8 @@ def assert_differ_beyond_rounding(actual: torch.Tensor, expected: torch.Tensor, 
     cannot then pass on rounding noise alone."""
     atol = _tolerance(actual, expected, reduction_length, magnitude, dtype)
     difference = float((actual.detach().to(expected.dtype) - expected.detach()).abs().max())
-    assert difference > atol, f"greatest difference {difference:.3g} is within rounding ({atol:.3g})"
+    assert difference > atol, \
+        f"greatest difference {difference:.3g} is within rounding ({atol:.3g})"
 
 
 def _tolerance(actual, expected, reduction_length, magnitude, dtype) -> float:
@@ -80,9 +81,9 @@ def summed_fan_in(module: torch.nn.Module) -> int:
 
 def network_reduction_length(module: torch.nn.Module, x: torch.Tensor) -> int:
     """An upper bound on the terms summed into one output or gradient of ``module`` on the batch
-    ``x`` (N, C, ...): :func:`summed_fan_in`, plus the batch's positions N*... once for
-    the sums over positions (a weight's gradient, a global pool) and once more for every norm
-    layer in training mode (its batch statistics); later layers see fewer positions."""
+    ``x`` (N, C, ...): :func:`summed_fan_in`, plus the batch's positions (N*T*H*W for clips)
+    once for the sums over positions (a weight's gradient, a global pool) and once more for
+    every norm layer in training mode (its batch statistics); later layers see fewer."""
     positions = x.numel() // x.shape[1]
     norms = sum(isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training
                 for m in module.modules())

@@ -23,8 +23,8 @@ def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, in
     the later layers on every pair), ``output`` (the projection back to C); ``macs`` is their
     sum. Element operations: ``norm`` (the BN multiply-adds of the bottleneck, the pairs and
     the output), ``resize`` (bilinear resizing back after a shrink, 4 per value as mmengine
-    counts it), ``topk`` (scores read by the selection, the own frame's too when whole clips are scored), ``gather`` (neighbour features
-    copied) and ``max`` (pair values compared).
+    counts it), ``topk`` (scores read by the selection, the own frame's too when whole clips
+    are scored), ``gather`` (neighbour features copied) and ``max`` (pair values compared).
     """
     n, channels, steps, in_height, in_width = input_shape
     if channels != module.in_channels:
