@@ -19,6 +19,16 @@ def quiet_mmengine():
     yield
 
 
+@pytest.fixture
+def mmaction_scope():
+    """mmaction2's default scope for a test that builds from its registries by type name,
+    whatever ran before it in this process (a Runner leaves its own scope current, and with
+    pytest-xdist the order of tests differs from run to run)."""
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmaction")
+
+
 def moving_square_frames(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of a bright square moving over noise, so clips differ in time."""
     rng = np.random.default_rng(seed)

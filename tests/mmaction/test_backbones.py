@@ -12,10 +12,9 @@ from cp_plugin.insertion import ActivationSite, insertion_sites
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
                                summed_fan_in)
 from mmaction.registry import MODELS
-from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
 
-init_default_scope("mmaction")
+pytestmark = pytest.mark.usefixtures("mmaction_scope")
 
 INNER = {
     "C2D": dict(type="C2D", depth=18, pretrained=None),

@@ -4,7 +4,6 @@ import torch
 from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
 
 import cp_plugin  # noqa: F401  (registers CPNeck)
@@ -12,7 +11,7 @@ from cp_plugin.mmaction import CPNeck
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
                                summed_fan_in)
 
-init_default_scope("mmaction")
+pytestmark = pytest.mark.usefixtures("mmaction_scope")
 
 ZOO = {
     "tsn": "recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py",

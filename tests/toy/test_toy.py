@@ -12,12 +12,13 @@ from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_ro
                                summed_fan_in)
 from mmaction.registry import DATASETS, MODELS
 from mmengine.config import Config
-from mmengine.registry import RUNNERS, init_default_scope
+from mmengine.registry import RUNNERS
 from torch import nn
 
-init_default_scope("mmaction")
 TOY = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "toy")
 TOY_CONFIGS = sorted(glob.glob(os.path.join(TOY, "*.py")))
+
+pytestmark = pytest.mark.usefixtures("mmaction_scope")
 
 
 def test_labels_balanced_and_motion_as_described():
