@@ -22,8 +22,8 @@ def quiet_mmengine():
 @pytest.fixture
 def mmaction_scope():
     """mmaction2's default scope for a test that builds from its registries by type name,
-    whatever ran before it in this process (a Runner leaves its own scope current, and with
-    pytest-xdist the order of tests differs from run to run)."""
+    whatever ran before it in this process (under pytest-xdist the order of tests differs from
+    run to run, and one worker met another scope left current)."""
     from mmengine.registry import init_default_scope
 
     init_default_scope("mmaction")
