@@ -5,7 +5,6 @@ so that `make bench` prints it at once.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Callable, Dict, Iterator, List, Tuple
 
@@ -13,6 +12,7 @@ import torch
 
 from cp_plugin import CPModule, other_frame_knn, reference
 from cp_plugin.compat import mmaction_installed
+from cp_plugin.testing import gpu_paths
 
 from .measure import (alternating_medians, alternating_medians_of, dispatched_ops,
                       peak_memory_bytes)
@@ -150,26 +150,6 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
     for key in ("CPNet", "C2D"):  # the steps behind the overhead
         yield (f"paper's pair: train step {key}-R101 vs NL C2D-R101, 8x224x224 N=1 time",
                row(seconds[key], seconds["NL"], "s"))
-
-
-@contextlib.contextmanager
-def gpu_paths():
-    """CP's chunk budgets and search path on a GPU, also on the CPU: ops counted there are
-    then a GPU's."""
-    from cp_plugin import knn, pair_embedding
-
-    saved = (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-             pair_embedding.PLAIN_PAIR_ELEMENTS)
-    knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
-    knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
-    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
-    pair_embedding.PLAIN_PAIR_ELEMENTS = dict(
-        pair_embedding.PLAIN_PAIR_ELEMENTS, cpu=pair_embedding.PLAIN_PAIR_ELEMENTS["cuda"])
-    try:
-        yield
-    finally:
-        (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-         pair_embedding.PLAIN_PAIR_ELEMENTS) = saved
 
 
 #: Issue 24's table: (stage, channels, CP options, H = W, N), 8 frames each.

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .knn import search_other_frames
-from .layout import (COORDINATE_DIMS, frame_coordinates, frames_per_clip, frames_to_video,
-                     video_to_frames)
-from .pair_embedding import embed_pairs_max
+from .layout import frames_per_clip, frames_to_video, video_to_frames
+from .pair_mlp import PairMLP
 from .validation import check_finite, check_k, check_num_frames, check_positive_int
 
 
@@ -69,7 +68,6 @@ class CPModule(nn.Module):
         self.num_frames = None if num_frames is None else check_num_frames(num_frames)
         self.knn_chunk_size = (None if knn_chunk_size is None
                                else check_positive_int("knn_chunk_size", knn_chunk_size))
-        self.checkpoint_pairs = bool(checkpoint_pairs)
 
         if bottleneck_channels is None:
             self.bottleneck = None
@@ -83,21 +81,15 @@ class CPModule(nn.Module):
 
         if mlp_channels is None:
             mlp_channels = (max(1, search_channels // 4), max(1, search_channels // 2))
-        mlp_channels = tuple(mlp_channels)
-        if not mlp_channels:
-            raise ValueError("mlp_channels must name at least one layer width, e.g. (C // 4, C // 2)")
-        for i, width in enumerate(mlp_channels):
-            check_positive_int(f"mlp_channels[{i}]", width)
-        self.mlp_channels = mlp_channels
-
-        widths = (COORDINATE_DIMS + 2 * search_channels,) + mlp_channels
-        self.mlp = nn.ModuleList(
-            nn.Sequential(nn.Linear(c_in, c_out, bias=False, **factory),
-                          nn.BatchNorm1d(c_out, **factory), nn.ReLU())
-            for c_in, c_out in zip(widths[:-1], widths[1:]))
+        self.mlp = PairMLP(search_channels, mlp_channels, recompute=checkpoint_pairs, **factory)
+        self.mlp_channels = self.mlp.channels
         self.out_proj = nn.Linear(mlp_channels[-1], in_channels, bias=False, **factory)
         self.out_norm = nn.BatchNorm1d(in_channels, **factory)
         self.reset_parameters()
+
+    @property
+    def checkpoint_pairs(self) -> bool:
+        return self.mlp.recompute
 
     def reset_parameters(self) -> None:
         """He init for the linear layers; the output BN at zero so the module is the identity."""
@@ -132,25 +124,9 @@ class CPModule(nn.Module):
     def compute_delta(self, video: torch.Tensor) -> torch.Tensor:
         """The residual added to ``video`` (N, C, T, H, W); may be a strided view."""
         points, size = self.search_points(video)
-        n, num_points, _ = points.shape
-        neighbours = search_other_frames(points, num_points // size[0], self.k, self.knn_chunk_size)
-
-        # First layer, split: W [c_j - c_i, f_i, f_j] = (W_a f_i - W_c c_i) + (W_b f_j + W_c c_j),
-        # so both halves are computed once per point and only the second one is gathered per pair.
-        w_coord, w_centre, w_neighbour = self.mlp[0][0].weight.split(
-            [COORDINATE_DIMS, self.search_channels, self.search_channels], dim=1)
-        coord_term = F.linear(frame_coordinates(*size, device=points.device, dtype=points.dtype),
-                              w_coord)
-        centre = F.linear(points, w_centre) - coord_term
-        neighbour = F.linear(points, w_neighbour) + coord_term
-        # Rows of the flattened (N*P, C1) neighbour term that pair with each point.
-        offsets = torch.arange(n, device=points.device).view(n, 1, 1) * num_points
-        pooled = embed_pairs_max(
-            centre.reshape(n * num_points, -1), neighbour.reshape(n * num_points, -1),
-            (neighbours + offsets).view(n * num_points, self.k),
-            [None] + [linear.weight for linear, _, _ in self.mlp[1:]],
-            [norm for _, norm, _ in self.mlp], recompute=self.checkpoint_pairs)
-        return self._output(pooled.view(n, num_points, -1), size, video)
+        neighbours = search_other_frames(points, points.shape[1] // size[0], self.k,
+                                         self.knn_chunk_size)
+        return self._output(self.mlp(points, neighbours, size), size, video)
 
     def search_points(self, video: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
         """The points the neighbour search runs on: ``video`` (N, C, T, H, W) through the

@@ -7,17 +7,18 @@ terms in a type with unit roundoff eps is off by at most about ``n * eps * sum|t
 (Higham, *Accuracy and Stability of Numerical Algorithms*, section 4.2), and errors along a
 chain of layers add up. A tolerance built that way holds on any CPU and is still orders of
 magnitude below what a wrong result changes. Used by the test suite and by
-``benchmarks.cuda_check``; imports only torch.
+``benchmarks.cuda_check``; imports only torch (and, for :func:`gpu_paths`, the core).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional, Union
 
 import torch
 
 __all__ = ["rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
            "summed_fan_in", "network_reduction_length", "cp_reduction_length",
-           "search_rounding_bound"]
+           "search_rounding_bound", "gpu_paths"]
 
 Number = Union[float, torch.Tensor]
 
@@ -109,3 +110,24 @@ def search_rounding_bound(points: torch.Tensor, dtype=torch.float32) -> float:
     centred = centred - centred.mean(dim=-2, keepdim=True)
     radius_squared = centred.pow(2).sum(-1).max()
     return 2 * rounding_bound(points.shape[-1] + 2, 4 * radius_squared, dtype)
+
+
+@contextlib.contextmanager
+def gpu_paths():
+    """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors), on any
+    device while the context lasts: to test the GPU's paths and count its kernels on the CPU.
+    Not thread-safe: it sets module constants."""
+    from . import knn, pair_embedding
+
+    saved = (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
+             pair_embedding.PLAIN_PAIR_ELEMENTS)
+    knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
+    knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
+    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
+    pair_embedding.PLAIN_PAIR_ELEMENTS = dict(
+        pair_embedding.PLAIN_PAIR_ELEMENTS, cpu=pair_embedding.PLAIN_PAIR_ELEMENTS["cuda"])
+    try:
+        yield
+    finally:
+        (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
+         pair_embedding.PLAIN_PAIR_ELEMENTS) = saved

@@ -12,7 +12,6 @@ from typing import Dict, Sequence
 
 from ..cp_module import CPModule
 from ..knn import whole_clips_per_step
-from ..layout import COORDINATE_DIMS
 
 
 def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, int]:
@@ -39,24 +38,20 @@ def cp_module_cost(module: CPModule, input_shape: Sequence[int]) -> Dict[str, in
     device = next(module.parameters()).device
     whole_clip = whole_clips_per_step(steps * per_frame, device) > 0
     candidates = (steps if whole_clip else steps - 1) * per_frame
-    k, widths = module.k, module.mlp_channels
     bottleneck = module.bottleneck is not None
+    pairs = module.mlp.cost(n, (steps, height, width), module.k)
 
     cost = dict(
         bottleneck=inputs * channels * searched if bottleneck else 0,
         # Queries [-2q, 1] against keys [p, |p|^2]: C' + 1 MACs per score.
         search=points * candidates * (searched + 1),
-        # The first layer as two per-point projections plus the coordinates' term (once per
-        # clip position), then every later layer on the k pairs of every point.
-        embedding=2 * points * searched * widths[0] + steps * per_frame * COORDINATE_DIMS * widths[0]
-        + sum(points * k * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:])),
-        output=points * widths[-1] * channels,
-        norm=(inputs * searched if bottleneck else 0) + points * k * sum(widths)
-        + points * channels,
+        embedding=pairs["embedding"],
+        output=points * module.mlp.channels[-1] * channels,
+        norm=(inputs * searched if bottleneck else 0) + pairs["norm"] + points * channels,
         resize=4 * inputs * channels if module.shrink > 1 else 0,
         topk=points * candidates,
-        gather=points * k * widths[0],
-        max=points * k * widths[-1],
+        gather=pairs["gather"],
+        max=pairs["max"],
     )
     cost["macs"] = sum(cost[key] for key in ("bottleneck", "search", "embedding", "output"))
     return cost

@@ -12,10 +12,9 @@ from typing import Tuple
 import torch
 
 from ..cp_module import CPModule
-from ..layout import frame_coordinates
 from ..knn import other_frame_knn
 
-__all__ = ["Proposals", "inspect_proposals", "pair_embeddings"]
+__all__ = ["Proposals", "inspect_proposals"]
 
 
 @dataclass
@@ -43,29 +42,12 @@ class Proposals:
         return index // (height * width), index // width % height, index % width
 
 
-def pair_embeddings(module: CPModule, points: torch.Tensor, grid: Tuple[int, int, int],
-                    neighbours: torch.Tensor) -> torch.Tensor:
-    """The embedding MLP's output for every (point, proposal) pair, before the max: (N, P, k, C).
-
-    ``points`` (N, P, C') and ``grid`` (T, H', W') of the search, ``neighbours`` (N, P, k).
-    """
-    coords = frame_coordinates(*grid, device=points.device, dtype=points.dtype)
-    batch = torch.arange(points.shape[0], device=points.device)[:, None, None]
-    pairs = torch.cat([coords[neighbours] - coords[:, None, :],
-                       points[:, :, None, :].expand(-1, -1, neighbours.shape[-1], -1),
-                       points[batch, neighbours]], dim=-1)
-    for linear, norm, act in module.mlp:
-        out = linear(pairs)
-        pairs = act(norm(out.flatten(0, -2)).view(out.shape))
-    return pairs
-
-
 @torch.no_grad()
 def inspect_proposals(module: CPModule, video: torch.Tensor) -> Proposals:
     """Proposals, A(i) sets and feature change of ``module`` on ``video`` (N, C, T, H, W).
 
     The module is used as it is (call ``eval()`` first for a trained model's behaviour); the
-    pair embeddings are computed pair by pair (:func:`pair_embeddings`), not by the fused path.
+    pair embeddings are computed pair by pair (:meth:`cp_plugin.pair_mlp.PairMLP.embed_pairs`), not by the fused path.
     """
     if not isinstance(module, CPModule):
         raise TypeError(f"module must be a CPModule, got {type(module).__name__}")
@@ -74,7 +56,7 @@ def inspect_proposals(module: CPModule, video: torch.Tensor) -> Proposals:
                          f"{tuple(video.shape) if isinstance(video, torch.Tensor) else video!r}")
     points, grid = module.search_points(module.as_video(video))
     neighbours = other_frame_knn(points, grid[0], module.k)
-    embeddings = pair_embeddings(module, points, grid, neighbours)  # (N, P, k, C_last)
+    embeddings = module.mlp.embed_pairs(points, grid=grid, neighbours=neighbours)  # (N, P, k, C_last)
     best = embeddings.amax(dim=2, keepdim=True)
     kept = ((embeddings == best) & (best > 0)).any(-1)
     change = module.compute_delta(video).abs().sum(1)

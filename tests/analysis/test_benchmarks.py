@@ -115,7 +115,7 @@ def test_dispatched_ops_counts_kernels_not_views_and_the_host_syncs():
 def test_cp_forward_and_backward_never_sync_the_host(cfg):
     """No bool(), int() or .item() of a tensor in CP's forward or backward: on a GPU each would
     stall the queue and forbid CUDA-graph capture. The finite check runs on the device."""
-    from benchmarks.rows import gpu_paths
+    from cp_plugin.testing import gpu_paths
     from cp_plugin import CPModule
 
     module = CPModule(8, **cfg).train()

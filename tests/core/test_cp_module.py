@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.rows import gpu_paths
+from cp_plugin.testing import gpu_paths
 from cp_plugin import CPModule, frames_to_video, video_to_frames
 from cp_plugin.reference import ReferenceCPModule
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length

@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cp_plugin import pair_embedding
+from cp_plugin import CPModule
 from cp_plugin.pair_embedding import embed_pairs_max
+from cp_plugin.pair_mlp import PairMLP
 from cp_plugin.testing import assert_close_to_rounding, rounding_bound
 
 
@@ -107,3 +109,36 @@ def test_float32_batch_statistics_with_a_large_offset(monkeypatch, recompute):
     spread = (centre.unsqueeze(1) + neighbour[index]).flatten(0, 1).std(0).min()
     atol = rounding_bound(rows * k + 1, offset) / spread
     torch.testing.assert_close(got.double(), expected, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_pair_mlp_pools_what_it_embeds_pair_by_pair(recompute):
+    """PairMLP's split first layer and pooled paths against its own pair-by-pair embedding
+    (the paper's [c_j - c_i, f_i, f_j] concatenated), in float64 with batch statistics."""
+    torch.manual_seed(0)
+    mlp = PairMLP(6, (5, 7), recompute=recompute).double().train()
+    for _, norm, _ in mlp:
+        nn.init.normal_(norm.weight)  # both signs: the max sits at the highest or lowest z
+    grid = (3, 2, 4)
+    points = torch.randn(2, 24, 6, dtype=torch.float64, requires_grad=True)
+    neighbours = torch.randint(0, 24, (2, 24, 3))
+    results = []
+    for pool in (lambda: mlp(points, neighbours, grid),
+                 lambda: mlp.embed_pairs(points, neighbours, grid).amax(2)):
+        points.grad = None
+        mlp.zero_grad()
+        pooled = pool()
+        (pooled * torch.linspace(-1, 1, pooled.numel()).view_as(pooled)).sum().backward()
+        results.append([pooled, points.grad] + [p.grad for p in mlp.parameters()])
+    # Fan-ins 15 and 5, and two BNs over the 144 pairs, forward and backward.
+    for ours, paired in zip(*results):
+        assert_close_to_rounding(ours, paired, reduction_length=2 * (15 + 5 + 2 * 144))
+
+
+def test_pair_mlp_layers_keep_the_cp_modules_state_dict_keys():
+    module = CPModule(8, k=2, mlp_channels=(4, 6))
+    norm = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert [key for key in module.state_dict() if key.startswith("mlp.")] == [
+        f"mlp.{layer}.{part}" for layer in (0, 1)
+        for part in ["0.weight"] + [f"1.{name}" for name in norm]]
+    assert module.mlp[0][0].weight.shape == (4, 3 + 2 * 8)
