@@ -107,9 +107,39 @@ def _expanded(pts: torch.Tensor):
     ||q - p||^2 = ||q||^2 + (||p||^2 - 2 q.p), and ||q||^2 does not change a query's ranking,
     so queries [-2q, 1] against candidates [p, ||p||^2] give the rest in one matmul."""
     queries = torch.cat([pts * -2.0, torch.ones_like(pts[..., :1])], dim=-1)
+    keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1)
+    if pts.dtype == torch.float32 and float32_matmul_lowered(pts.device):
+        queries, keys = _exact_in_bfloat16(queries, keys)
     # Keys stored (N, C + 1, P): bmm runs about a third faster on them than on a transpose.
-    keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
-    return queries, keys.contiguous()
+    return queries, keys.transpose(1, 2).contiguous()
+
+
+def float32_matmul_lowered(device: torch.device) -> bool:
+    """Whether float32 matmuls on ``device`` may round their operands to TF32 or bfloat16
+    (``torch.set_float32_matmul_precision("high" or "medium")``, or CUDA's ``allow_tf32``)."""
+    return (torch.get_float32_matmul_precision() != "highest"
+            or (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
+
+
+def _exact_in_bfloat16(queries: torch.Tensor, keys: torch.Tensor):
+    """Queries and keys (N, P, D) -> (N, P, 6D) whose product is theirs to float32 precision
+    even where the matmul rounds its operands to bfloat16 or TF32.
+
+    Each value splits into three bfloat16 numbers, x = x1 + x2 + x3 (to 2^-27 |x|); each part
+    survives the operand rounding and the products of two parts are exact in float32, so
+    [q1, q1, q2, q1, q2, q3] . [k1, k2, k1, k3, k2, k1] is q.k less the terms below 2^-24 |q||k|,
+    summed in float32: one matmul over 6D channels, rounding as a float32 sum of 6D terms."""
+    q1, q2, q3 = _bfloat16_parts(queries)
+    k1, k2, k3 = _bfloat16_parts(keys)
+    return (torch.cat([q1, q1, q2, q1, q2, q3], dim=-1),
+            torch.cat([k1, k2, k1, k3, k2, k1], dim=-1))
+
+
+def _bfloat16_parts(x: torch.Tensor):
+    first = x.bfloat16().float()
+    rest = x - first  # exact: the bits bfloat16 dropped
+    second = rest.bfloat16().float()
+    return first, second, (rest - second).bfloat16().float()
 
 
 def search_whole_clip(points: torch.Tensor, points_per_frame: int, k: int,

@@ -88,20 +88,24 @@ def _pairs_fit_whole(neighbour: torch.Tensor, index: torch.Tensor,
 
 
 def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
-    # Under autocast the inputs may be bfloat16 or float16: run in the parameters' dtype with
-    # autocast off, as BN does, so that backward (where autocast is off) sees the same dtypes.
-    dtype = norms[-1].weight.dtype
-    with torch.autocast(neighbour.device.type, enabled=False):
+    # Under autocast the pair values stay in the parameters' dtype, with autocast off so that
+    # backward (where it is off) sees the same dtypes: BN statistics and the max are taken
+    # there. Each matmul, forward and backward, runs in autocast's dtype, as autocast would run
+    # the plain path's (it lowers float32 matmuls only).
+    device, dtype = neighbour.device.type, norms[-1].weight.dtype
+    matmul_dtype = (torch.get_autocast_dtype(device)
+                    if torch.is_autocast_enabled(device) and dtype == torch.float32 else None)
+    with torch.autocast(device, enabled=False):
         return _fused_in(None if centre is None else centre.to(dtype), neighbour.to(dtype), index,
-                         weights, norms)
+                         weights, norms, matmul_dtype)
 
 
-def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
+def _fused_in(centre, neighbour, index, weights, norms, matmul_dtype) -> torch.Tensor:
     batch_stats = tuple(norm.training or norm.running_mean is None for norm in norms)
     spec = _Spec(batch_stats, tuple(norm.eps for norm in norms),
                  [(norm.running_mean, norm.running_var) for norm in norms],
                  [sync_group(norm) if uses_batch else None
-                  for norm, uses_batch in zip(norms, batch_stats)])
+                  for norm, uses_batch in zip(norms, batch_stats)], matmul_dtype)
     params: List[Optional[torch.Tensor]] = []
     for weight, norm in zip(weights, norms):
         params += [weight, norm.weight, norm.bias]
@@ -116,8 +120,9 @@ def _fused_in(centre, neighbour, index, weights, norms) -> torch.Tensor:
 class _Spec:
     """The non-tensor facts the autograd function needs, passed through ``apply`` as one object."""
 
-    def __init__(self, batch_stats, eps, running, groups):
+    def __init__(self, batch_stats, eps, running, groups, matmul_dtype):
         self.batch_stats, self.eps, self.running, self.groups = batch_stats, eps, running, groups
+        self.matmul_dtype = matmul_dtype  # None: the values' own
         self.num_layers = len(batch_stats)
         self.counts = [0] * self.num_layers  # pairs behind each BN's statistics, all ranks
 
@@ -125,8 +130,9 @@ class _Spec:
 class _Pairs:
     """Recomputes, for a chunk of points, the pairs' values at each layer."""
 
-    def __init__(self, centre, neighbour, index, weights, scales, shifts):
+    def __init__(self, centre, neighbour, index, weights, scales, shifts, matmul_dtype):
         self.centre, self.neighbour, self.index = centre, neighbour, index
+        self.matmul_dtype = matmul_dtype
         self.weights, self.scales, self.shifts = weights, scales, shifts
         self.rows = neighbour.shape[0] if index is None else index.shape[0]
         self.k = neighbour.shape[1] if index is None else index.shape[1]
@@ -152,7 +158,7 @@ class _Pairs:
                 x = (values[-1] * self.scales[layer - 1] + self.shifts[layer - 1]).clamp_min_(0)
                 values.append(x)
             weight = self.weights[layer]
-            values.append(x if weight is None else F.linear(x, weight))
+            values.append(x if weight is None else _matmul(x, weight.t(), self.matmul_dtype))
         return values
 
 
@@ -162,7 +168,7 @@ class _PairEmbeddingMax(torch.autograd.Function):
         weights, gammas, betas = params[0::3], params[1::3], params[2::3]
         last = spec.num_layers - 1
         scales, shifts, means, variances = [], [], [], []
-        pairs = _Pairs(centre, neighbour, index, weights, scales, shifts)
+        pairs = _Pairs(centre, neighbour, index, weights, scales, shifts, spec.matmul_dtype)
         channels = gammas[last].shape[0]
         highest = neighbour.new_empty(pairs.rows, channels)
         lowest = neighbour.new_empty(pairs.rows, channels)
@@ -229,7 +235,9 @@ class _Backward:
         self.scales, shifts, self.means, variances = (rest[i * layers:(i + 1) * layers]
                                                       for i in range(4))
         self.invstds = [torch.rsqrt(v + eps) for v, eps in zip(variances, spec.eps)]
-        self.pairs = _Pairs(centre, neighbour, index, self.weights, self.scales, shifts)
+        self.matmul_dtype = spec.matmul_dtype
+        self.pairs = _Pairs(centre, neighbour, index, self.weights, self.scales, shifts,
+                            spec.matmul_dtype)
         self.index = index
         self.grad_pooled = grad_pooled
         # d gamma_l = sum(dy * x_hat), d beta_l = sum(dy): this rank's sums over the pairs.
@@ -299,10 +307,12 @@ class _Backward:
             below = values[2 * layer - 1] if layer else None
             if final and self.grad_weights[layer] is not None:
                 inputs = below if layer else self.pairs.first(part)
-                self.grad_weights[layer] += (grad_z.reshape(-1, grad_z.shape[-1]).t()
-                                             @ inputs.reshape(-1, inputs.shape[-1]))
+                self.grad_weights[layer] += _matmul(grad_z.reshape(-1, grad_z.shape[-1]).t(),
+                                                    inputs.reshape(-1, inputs.shape[-1]),
+                                                    self.matmul_dtype)
             if layer:
-                grad_y = (grad_z @ self.weights[layer]).mul_(below > 0)  # through the ReLU
+                grad_y = _matmul(grad_z, self.weights[layer], self.matmul_dtype)
+                grad_y = grad_y.mul_(below > 0)  # through the ReLU
             else:
                 self._to_inputs(grad_z, part)
 
@@ -342,15 +352,25 @@ class _Backward:
                 return
             if weight is None:
                 grad_neighbour[part] = grad_z
-            else:  # straight into place: no temporary to copy
+            elif self.matmul_dtype is None:  # straight into place: no temporary to copy
                 torch.matmul(grad_z, weight, out=grad_neighbour[part])
+            else:
+                grad_neighbour[part] = _matmul(grad_z, weight, self.matmul_dtype)
             return
-        grad_pairs = grad_z if weight is None else grad_z @ weight
+        grad_pairs = grad_z if weight is None else _matmul(grad_z, weight, self.matmul_dtype)
         if grad_centre is not None:
             torch.sum(grad_pairs, 1, out=grad_centre[part])
         if grad_neighbour is not None:
             grad_neighbour.index_add_(0, index[part].reshape(-1),
                                       grad_pairs.reshape(-1, grad_pairs.shape[-1]))
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """``a @ b`` computed in ``dtype`` (autocast's, or None for the operands' own), returned in
+    ``a``'s dtype."""
+    if dtype is None:
+        return a @ b
+    return (a.to(dtype) @ b.to(dtype)).to(a.dtype)
 
 
 def _add(total: Optional[torch.Tensor], value: torch.Tensor) -> torch.Tensor:

@@ -99,17 +99,21 @@ def cp_reduction_length(module: torch.nn.Module, x: torch.Tensor) -> int:
     return summed_fan_in(module) + norms * pairs
 
 
-def search_rounding_bound(points: torch.Tensor, dtype=torch.float32) -> float:
+def search_rounding_bound(points: torch.Tensor, dtype=torch.float32,
+                          bfloat16_parts: bool = False) -> float:
     """How far the true squared distances of neighbours found in ``dtype`` may exceed the best.
 
     A squared distance ``|q|^2 - 2 q.p + |p|^2`` over C channels of points within R of their
     centre (the search centres them first) is off by at most ``(C + 2) * eps * 4 R^2``; a
     neighbour can displace a nearer one only when both errors together bridge the gap.
+    ``bfloat16_parts``: the search under a lowered float32 matmul precision, whose products sum
+    six bfloat16 parts per channel, less terms below eps (7 (C + 2) terms in all).
     """
     centred = points.detach().double()
     centred = centred - centred.mean(dim=-2, keepdim=True)
     radius_squared = centred.pow(2).sum(-1).max()
-    return 2 * rounding_bound(points.shape[-1] + 2, 4 * radius_squared, dtype)
+    terms = (points.shape[-1] + 2) * (7 if bfloat16_parts else 1)
+    return 2 * rounding_bound(terms, 4 * radius_squared, dtype)
 
 
 @contextlib.contextmanager

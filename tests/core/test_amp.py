@@ -1,8 +1,12 @@
 """Mixed precision: CP under torch.autocast, and a search that keeps float32 precision there."""
+import contextlib
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cp_plugin import CPModule, other_frame_knn
+from cp_plugin.testing import gpu_paths
 from test_cp_module import CONFIGS, randomise_norms
 from test_knn import assert_exact_knn
 
@@ -42,3 +46,38 @@ def test_low_precision_points_are_searched_in_float32(dtype):
     points = torch.randn(2, 3 * 36, 32).to(dtype)
     indices = other_frame_knn(points, 3, 5)
     assert_exact_knn(points.float(), 3, 5, indices)
+
+
+class MatmulDtypes(TorchDispatchMode):
+    """Records the operand dtypes and the first operand's shape of every matrix product."""
+
+    PRODUCTS = {"mm", "bmm", "addmm", "baddbmm"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.split(".")[0] in self.PRODUCTS:
+            operands = [a for a in args if isinstance(a, torch.Tensor)]
+            self.seen.append(({t.dtype for t in operands}, operands[-2].shape))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("paths", ["cpu", "gpu"])
+@pytest.mark.parametrize("dtype", AUTOCAST_DTYPES, ids=str)
+def test_every_matmul_but_the_searchs_runs_in_the_autocast_dtype(dtype, paths):
+    """Projections and pair MLP (fused, chunked or whole tensors), forward and backward; the
+    search's products alone stay float32, recognisable by their C' + 1 expanded channels."""
+    for cfg in CONFIGS:
+        torch.manual_seed(0)
+        module = CPModule(**cfg).train()
+        x = torch.randn(2, cfg["in_channels"], 3, 6, 6, requires_grad=True)
+        with gpu_paths() if paths == "gpu" else contextlib.nullcontext(), MatmulDtypes() as seen:
+            with torch.autocast("cpu", dtype=dtype):
+                out = module(x)
+            out.float().sum().backward()
+        lowered = [shape for dtypes, shape in seen.seen if dtypes == {dtype}]
+        kept = [shape for dtypes, shape in seen.seen if dtypes != {dtype}]
+        assert len(lowered) >= 8, cfg  # forward and backward of every layer
+        assert all(shape[-1] == module.search_channels + 1 for shape in kept), (cfg, kept)

@@ -15,7 +15,7 @@ def brute_force_distances(points, num_frames):
     return d.masked_fill(frame[:, None] == frame[None], float("inf"))
 
 
-def assert_exact_knn(points, num_frames, k, indices):
+def assert_exact_knn(points, num_frames, k, indices, bfloat16_parts=False):
     n, num_points, _ = points.shape
     assert indices.dtype == torch.int64
     assert indices.shape == (n, num_points, k)
@@ -28,7 +28,8 @@ def assert_exact_knn(points, num_frames, k, indices):
     expected = distances.topk(k, dim=-1, largest=False).values
     # Compare distances, not indices, so equal distances cannot make the test flaky; a float32
     # search may swap neighbours whose distances differ by less than its rounding.
-    torch.testing.assert_close(chosen, expected, rtol=0, atol=search_rounding_bound(points))
+    torch.testing.assert_close(chosen, expected, rtol=0,
+                               atol=search_rounding_bound(points, bfloat16_parts=bfloat16_parts))
 
 
 SIZES = list(itertools.product([1, 5, 14], [1, 5, 14]))
@@ -167,3 +168,25 @@ def test_export_takes_the_whole_clip_search(monkeypatch):
     assert knn.search_other_frames(points, 4, 2) != "whole"
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     assert knn.search_other_frames(points, 4, 2) == "whole" and len(calls) == 1
+
+
+@pytest.mark.parametrize("path", ["whole-clip", "per-frame"])
+def test_exact_where_float32_matmuls_round_operands_to_bfloat16(monkeypatch, path):
+    """With the float32 matmul precision lowered ('medium': bfloat16 operands, or TF32 on a
+    GPU), emulated by a bmm that rounds its operands to bfloat16 and sums exactly: the search
+    still ranks to float32 precision, on near-ties 1e-3 apart, 100 away from the origin."""
+    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 1 << 20 if path == "whole-clip" else 1)
+    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"} if path == "whole-clip" else set())
+    exact_bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b: exact_bmm(a.bfloat16().double(),
+                                                             b.bfloat16().double()).float())
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(2, 4 * 12, 32, generator=gen) + 100.0
+    points[:, 12:24] = points[:, :12] + 1e-3 * torch.randn(2, 12, 32, generator=gen)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        indices = other_frame_knn(points, 4, 3)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert_exact_knn(points, 4, 3, indices, bfloat16_parts=True)
