@@ -42,9 +42,9 @@ _CURRENT_LAYOUT: contextvars.ContextVar[Optional[ClipLayout]] = contextvars.Cont
 def clip_layout(root: nn.Module, layout: ClipLayout) -> Iterator[None]:
     """Run the modules below ``root`` on batches of ``layout`` inside this block.
 
-    Under ``torch.compile`` (which cannot trace a context variable) the layout is handed to the
-    modules that read it (those with a ``traced_layout`` attribute) as that attribute instead,
-    for the traced call only.
+    Under ``torch.compile`` (which can read a context variable but not set one) the layout is
+    handed to the modules that read it (those with a ``traced_layout`` attribute) as that
+    attribute instead, for the traced call only.
     """
     if torch.compiler.is_compiling():
         sites = [m for m in root.modules() if hasattr(m, "traced_layout")]
@@ -114,7 +114,10 @@ def keep_layout_for_recompute(output, layout: ClipLayout):
 
 def current_layout(module: nn.Module) -> Optional[ClipLayout]:
     """The layout ``module`` runs under now: the call's, or (while torch.compile traces) the one
-    :func:`clip_layout` handed to it as ``module.traced_layout``; None outside any wrapper."""
+    :func:`clip_layout` handed to it as ``module.traced_layout``, else the call's (after a graph
+    break dynamo runs the wrapper eagerly and may still trace the blocks); None outside any
+    wrapper."""
     if torch.compiler.is_compiling():
-        return getattr(module, "traced_layout", None)
+        traced = getattr(module, "traced_layout", None)
+        return _CURRENT_LAYOUT.get() if traced is None else traced
     return _CURRENT_LAYOUT.get()

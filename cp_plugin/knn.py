@@ -108,17 +108,18 @@ def _expanded(pts: torch.Tensor):
     so queries [-2q, 1] against candidates [p, ||p||^2] give the rest in one matmul."""
     queries = torch.cat([pts * -2.0, torch.ones_like(pts[..., :1])], dim=-1)
     keys = torch.cat([pts, pts.pow(2).sum(-1, keepdim=True)], dim=-1)
-    if pts.dtype == torch.float32 and float32_matmul_lowered(pts.device):
+    if pts.dtype == torch.float32 and float32_matmul_lowered(pts.device.type):
         queries, keys = _exact_in_bfloat16(queries, keys)
     # Keys stored (N, C + 1, P): bmm runs about a third faster on them than on a transpose.
     return queries, keys.transpose(1, 2).contiguous()
 
 
-def float32_matmul_lowered(device: torch.device) -> bool:
-    """Whether float32 matmuls on ``device`` may round their operands to TF32 or bfloat16
+@torch.compiler.assume_constant_result  # read once when torch.compile traces the search
+def float32_matmul_lowered(device_type: str) -> bool:
+    """Whether float32 matmuls on ``device_type`` may round their operands to TF32 or bfloat16
     (``torch.set_float32_matmul_precision("high" or "medium")``, or CUDA's ``allow_tf32``)."""
     return (torch.get_float32_matmul_precision() != "highest"
-            or (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
+            or (device_type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
 
 
 def _exact_in_bfloat16(queries: torch.Tensor, keys: torch.Tensor):

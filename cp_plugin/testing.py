@@ -17,8 +17,8 @@ from typing import Callable, Optional, Union
 import torch
 
 __all__ = ["rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
-           "summed_fan_in", "network_reduction_length", "cp_reduction_length",
-           "search_rounding_bound", "gpu_paths"]
+           "assert_step_matches", "summed_fan_in", "network_reduction_length",
+           "cp_reduction_length", "search_rounding_bound", "gpu_paths"]
 
 Number = Union[float, torch.Tensor]
 
@@ -71,6 +71,24 @@ def _tolerance(actual, expected, reduction_length, magnitude, dtype) -> float:
     if magnitude is None:
         magnitude = expected.detach().abs().max()
     return rounding_bound(reduction_length, magnitude, dtype)
+
+
+def assert_step_matches(expected: torch.nn.Module, actual: torch.nn.Module,
+                        expected_out: torch.Tensor, actual_out: torch.Tensor, *,
+                        reduction_length: int) -> None:
+    """Two copies of a model after one forward and backward each (say eager and compiled):
+    outputs, every parameter's gradient and every floating-point buffer (BN statistics) agree
+    to rounding (see :func:`assert_close_to_rounding`)."""
+    assert_close_to_rounding(actual_out, expected_out, reduction_length=reduction_length)
+    grads = [(name, p.grad) for name, p in expected.named_parameters()]
+    for (name, grad), twin_param in zip(grads, actual.parameters()):
+        assert twin_param.grad is not None, name
+        assert_close_to_rounding(twin_param.grad, grad, reduction_length=reduction_length,
+                                 msg=lambda m, name=name: f"{name}: {m}")
+    for (name, buffer), twin_buffer in zip(expected.named_buffers(), actual.buffers()):
+        if buffer.is_floating_point():
+            assert_close_to_rounding(twin_buffer, buffer, reduction_length=reduction_length,
+                                     msg=lambda m, name=name: f"{name}: {m}")
 
 
 def summed_fan_in(module: torch.nn.Module) -> int:

@@ -1,6 +1,7 @@
 """CPBackbone / VideoBackbone under mmaction2's own machinery."""
 import copy
 import logging
+import os
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import cp_plugin
 from cp_plugin import CPModule
 from cp_plugin.insertion import ActivationSite, insertion_sites
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
-                               summed_fan_in)
+                               assert_step_matches, network_reduction_length, summed_fan_in)
 from mmaction.registry import MODELS
 from mmengine.runner.checkpoint import load_checkpoint
 
@@ -425,3 +426,30 @@ def test_freezing_is_the_users_across_epochs(tmp_path):
     assert not backbone.layer1[0].conv1.conv.weight.requires_grad  # frozen_stages=1
     assert not changed("backbone.layer1.0.conv1.conv.weight")
     assert changed("backbone.layer4.")
+
+
+def test_cpnet_r18_training_step_compiles_whole_and_matches_eager():
+    """The recognizer's network (backbone, head) under fullgraph=True, in float64 (see the timm
+    test). mmaction2's loss computes its accuracy in numpy, so the loss runs outside."""
+    from mmengine.config import Config
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "_base_",
+                        "models", "cpnet_r18.py")
+    cfg = Config.fromfile(path).model
+    cfg.backbone.backbone.pretrained = None
+    cfg.cls_head.dropout_ratio = 0  # random masks differ between eager and traced runs
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).double().train()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 1, 3, 4, 64, 64, dtype=torch.float64)  # (N, clips, C, T, H, W)
+    labels = torch.tensor([0, 3])
+
+    def logits(recognizer):
+        return lambda inputs: recognizer.cls_head(recognizer.extract_feat(inputs)[0])
+
+    outputs = []
+    for run in (logits(model), torch.compile(logits(twin), backend="aot_eager", fullgraph=True)):
+        outputs.append(run(x))
+        torch.nn.functional.cross_entropy(outputs[-1], labels).backward()
+    assert_step_matches(model, twin, *outputs,
+                        reduction_length=network_reduction_length(model, x.flatten(0, 1)))
