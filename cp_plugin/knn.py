@@ -151,12 +151,19 @@ def search_whole_clip(points: torch.Tensor, points_per_frame: int, k: int,
     a few large kernels. Memory O(clips_at_once * P^2)."""
     with torch.no_grad(), torch.autocast(points.device.type, enabled=False):
         queries, keys = _expanded(_centred(points))
-        frame = torch.arange(points.shape[1], device=points.device) // points_per_frame
-        own_frame = frame.unsqueeze(1) == frame.unsqueeze(0)
+        num_frames = points.shape[1] // points_per_frame
+        # Scores viewed (clips, T, HW, T, HW): the own frame's blocks are where the two frame
+        # indices agree, an identity matrix broadcast over the rest.
+        own_frame = torch.eye(num_frames, dtype=torch.bool, device=points.device)
+        own_frame = own_frame.view(1, num_frames, 1, num_frames, 1)
         groups = zip(queries.split(clips_at_once), keys.split(clips_at_once)) \
             if clips_at_once else [(queries, keys)]
-        nearest = [torch.bmm(q, c).masked_fill(own_frame, float("inf"))
-                   .topk(k, dim=-1, largest=False).indices for q, c in groups]
+        nearest = []
+        for q, c in groups:
+            scores = torch.bmm(q, c).view(-1, num_frames, points_per_frame, num_frames,
+                                          points_per_frame).masked_fill(own_frame, float("inf"))
+            nearest.append(scores.flatten(3).flatten(1, 2)
+                           .topk(k, dim=-1, largest=False).indices)
         return nearest[0] if len(nearest) == 1 else torch.cat(nearest)
 
 

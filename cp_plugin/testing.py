@@ -136,20 +136,21 @@ def search_rounding_bound(points: torch.Tensor, dtype=torch.float32,
 
 @contextlib.contextmanager
 def gpu_paths():
-    """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors), on any
-    device while the context lasts: to test the GPU's paths and count its kernels on the CPU.
+    """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors, the finite
+    check without a host sync), on any device while the context lasts: to test the GPU's paths and count its kernels on the CPU.
     Not thread-safe: it sets module constants."""
-    from . import knn, pair_embedding
+    from . import knn, pair_embedding, validation
 
     saved = (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-             pair_embedding.PLAIN_PAIR_ELEMENTS)
+             pair_embedding.PLAIN_PAIR_ELEMENTS, validation.SYNCHRONOUS_CHECK_DEVICES)
     knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
     knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
     pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
     pair_embedding.PLAIN_PAIR_ELEMENTS = dict(
         pair_embedding.PLAIN_PAIR_ELEMENTS, cpu=pair_embedding.PLAIN_PAIR_ELEMENTS["cuda"])
+    validation.SYNCHRONOUS_CHECK_DEVICES = set()
     try:
         yield
     finally:
         (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-         pair_embedding.PLAIN_PAIR_ELEMENTS) = saved
+         pair_embedding.PLAIN_PAIR_ELEMENTS, validation.SYNCHRONOUS_CHECK_DEVICES) = saved

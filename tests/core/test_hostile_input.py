@@ -6,6 +6,7 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
+from cp_plugin import validation
 from cp_plugin.validation import check_finite
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
 from test_cp_module import randomise_norms, twin
@@ -81,14 +82,21 @@ def test_non_finite_input_is_refused(bad):
         other_frame_knn(x.flatten(2).transpose(1, 2), 3, 3)
 
 
-def test_finite_values_whose_sum_overflows_are_accepted():
-    """check_finite clears a tensor by its sum first; a sum that overflows is not a NaN."""
+@pytest.mark.parametrize("synchronous", [True, False], ids=["cpu", "device-side"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_finite_values_whose_sum_overflows_are_accepted(monkeypatch, synchronous, bad):
+    """Both checks reduce first (the CPU's by a sum, the device-side one, an accelerator's
+    without a host sync, by a sum of x * 0): huge finite values are no NaN, one bad value is."""
+    if not synchronous:  # _assert_async fails at once on the CPU, with the device's message
+        monkeypatch.setattr(validation, "SYNCHRONOUS_CHECK_DEVICES", set())
+    error, match = ((ValueError, "points contains 1 non-finite value") if synchronous
+                    else (RuntimeError, "points contains non-finite values"))
     points = torch.full((1, 8, 4), 3e38)  # finite in float32, their sum is not
     assert not torch.isfinite(points.sum())
     check_finite("points", points)
     check_finite("points", torch.full((4, 4), 6e4, dtype=torch.float16))
-    points[0, 5, 1] = float("nan")
-    with pytest.raises(ValueError, match="points contains 1 non-finite value"):
+    points[0, 5, 1] = bad
+    with pytest.raises(error, match=match):
         check_finite("points", points)
 
 
