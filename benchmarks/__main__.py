@@ -36,11 +36,18 @@ RATIO_TARGETS = {
     "train step CPNet-R18 vs C2D-R18, 8x112x112 N=2 time": 1.15,
     "train step CPNet-R18 vs C2D-R18, 8x224x224 N=2 time": 1.15,
 }
+# Issue 24's GPU targets, eager and compiled, float32 and AMP.
+for _variant in ("float32 eager", "AMP bf16 eager", "float32 compiled", "AMP bf16 compiled"):
+    RATIO_TARGETS[f"GPU {_variant}: CP vs NonLocal3d, R50 res4"] = 1.0
+    RATIO_TARGETS[f"GPU {_variant}: CP vs NonLocal3d, paper R101 res4"] = 0.5
+for _variant in ("float32", "AMP bf16"):
+    RATIO_TARGETS[f"GPU {_variant}: train step overhead"] = 0.5
 ABSOLUTE_TARGETS = {"toy epoch": 8.0, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0,
                     # Issue 24: no host sync in CP's forward and backward.
                     "CP vs NonLocal3d, R50 res4 C=1024 8x14x14 N=8 host syncs": 0.0}
 
-GROUPS = {"dispatch": bench_rows.dispatch_rows, "paper": bench_rows.paper_rows,
+GROUPS = {"dispatch": bench_rows.dispatch_rows, "gpu": bench_rows.gpu_rows,
+          "gpu_compiled": bench_rows.gpu_compiled_rows, "paper": bench_rows.paper_rows,
           "module": bench_rows.module_rows, "train_step": bench_rows.train_step_rows,
           "toy": bench_rows.toy_epoch_rows, "toy_nl": bench_rows.toy_nonlocal_rows,
           "knn": bench_rows.knn_rows}
@@ -63,7 +70,8 @@ def clock(start: float) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS),
+                        help="default: all; on the CPU all but the 'gpu' ones (made for a GPU)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per side and row")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out-dir", default=os.path.join("work_dirs", "bench"))
@@ -74,6 +82,8 @@ def main(argv=None) -> None:
 
         init_default_scope("mmaction")
     device = torch.device(args.device)
+    if args.groups is None:
+        args.groups = [g for g in GROUPS if device.type == "cuda" or not g.startswith("gpu")]
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"torch {torch.__version__} on {device.type}: {machine}", flush=True)

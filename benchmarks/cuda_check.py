@@ -1,4 +1,5 @@
-"""CUDA check: CPModule (every path) against the reference, the search against brute force,
+"""CUDA check: CPModule (every path) against the reference, the search against brute force
+(also with TF32 allowed), CUDA graphs (``torch.compile(mode="reduce-overhead")``) against eager,
 CP under float16 and bfloat16 autocast, SyncBatchNorm across two ranks, the torch.export path
 (whole-clip search, exported program at other N and T) and CP in a ConvNeXt (timm).
 
@@ -62,15 +63,53 @@ def worst_difference(cfg: dict, dtype: torch.dtype, device: torch.device) -> flo
                   for g, r in zip(grads, grads_ref)])
 
 
-def search_is_exact(device: torch.device, whole_clip: bool = False) -> bool:
+def search_is_exact(device: torch.device, whole_clip: bool = False,
+                    lowered: bool = False) -> bool:
+    """The search against a float64 brute force; ``lowered``: with float32 matmuls allowed
+    TF32 (``set_float32_matmul_precision("high")``, ``allow_tf32``), as many users train."""
     points = torch.randn(2, 8 * 784, 64, device=device)
-    indices = search_whole_clip(points, 784, 8) if whole_clip else other_frame_knn(points, 8, 8)
+    saved = torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32
+    if lowered:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        indices = (search_whole_clip(points, 784, 8) if whole_clip
+                   else other_frame_knn(points, 8, 8))
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32 = saved[1]
     distances = torch.cdist(points.double(), points.double()).pow(2)
     frame = torch.arange(points.shape[1], device=device) // 784
     distances = distances.masked_fill(frame[:, None] == frame[None], float("inf"))
     return torch.allclose(distances.gather(2, indices).sort(-1).values,
                           distances.topk(8, largest=False).values, rtol=0,
-                          atol=search_rounding_bound(points))
+                          atol=search_rounding_bound(points, bfloat16_parts=lowered))
+
+
+def graph_captured_difference(cfg: dict, device: torch.device) -> float:
+    """``torch.compile(mode="reduce-overhead")`` (CUDA graphs), three training steps against
+    eager: largest difference in output and gradients, in rounding bounds."""
+    torch.manual_seed(0)
+    eager = CPModule(**cfg).to(device).train()
+    nn.init.uniform_(eager.out_norm.weight, 0.5, 1.5)  # so that the output depends on CP
+    graphed = copy.deepcopy(eager)
+    compiled = torch.compile(graphed, mode="reduce-overhead", fullgraph=True)
+    worst = 0.0
+    for step in range(3):
+        x = torch.randn(2, cfg["in_channels"], 4, 7, 7, device=device)
+        results = []
+        for module, run in ((eager, eager), (graphed, compiled)):
+            module.zero_grad()
+            out = run(x).clone()  # a graph's outputs are overwritten by its next replay
+            out.square().sum().backward()
+            results.append([out.detach()] + [p.grad.clone() for p in module.parameters()])
+        length = cp_reduction_length(eager, x)
+        scale = max(float(g.abs().max()) for g in results[0][1:])
+        worst = max([worst, float((results[1][0] - results[0][0]).abs().max())
+                     / rounding_bound(length, results[0][0].abs().max())]
+                    + [float((a - b).abs().max()) / rounding_bound(length, scale)
+                       for a, b in zip(results[1][1:], results[0][1:])])
+    return worst
 
 
 def autocast_is_sound(cfg: dict, dtype: torch.dtype, device: torch.device) -> bool:
@@ -214,11 +253,22 @@ def main() -> int:
             failures += worst > 1
             print(f"{dtype} {cfg}: worst difference {worst:.2e} of the rounding bound "
                   f"{'ok' if worst <= 1 else 'FAIL'}", flush=True)
-    for whole_clip in (False, True):
-        exact = search_is_exact(device, whole_clip)
-        failures += not exact
-        print(f"neighbour search{' (whole clip, for export)' if whole_clip else ''} exact on "
-              f"cuda: {exact}", flush=True)
+    for lowered in (False, True):
+        for whole_clip in (False, True):
+            exact = search_is_exact(device, whole_clip, lowered)
+            failures += not exact
+            print(f"neighbour search{' (whole clip)' if whole_clip else ''}"
+                  f"{' with TF32 allowed' if lowered else ''} exact on cuda: {exact}", flush=True)
+    for cfg in (dict(in_channels=64, k=4), dict(in_channels=64, k=4, bottleneck_channels=16,
+                                                 mlp_channels=(16,))):
+        try:
+            worst = graph_captured_difference(cfg, device)
+            problem = "" if worst <= 1 else f"worst difference {worst:.2e} of the rounding bound"
+        except Exception as error:  # report and go on: the other checks still tell
+            problem, worst = f"{type(error).__name__}: {error}", float("nan")
+        failures += bool(problem)
+        print(f"torch.compile(mode='reduce-overhead') {cfg}, 3 training steps vs eager: "
+              f"{problem or f'worst difference {worst:.2e} of the rounding bound ok'}", flush=True)
     worst = exported_difference(device)
     failures += worst > 1
     print(f"torch.export program (N, T dynamic) vs eager at other N, T: worst difference "

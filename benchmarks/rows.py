@@ -6,7 +6,7 @@ so that `make bench` prints it at once.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -40,9 +40,13 @@ def time_and_memory(name: str, ours: Callable[[], None], baseline: Callable[[], 
             f"{name} peak memory": row(m_ours, m_base, "MiB")}
 
 
-def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def forward_backward(module: torch.nn.Module, x: torch.Tensor,
+                     amp: bool = False) -> Callable[[], None]:
+    """One forward and backward of ``module`` on ``x``; ``amp``: under bfloat16 autocast."""
     def run():
-        module(x.clone().requires_grad_()).sum().backward()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = module(x.clone().requires_grad_())
+        out.float().sum().backward()
     return run
 
 
@@ -80,21 +84,32 @@ def module_rows(device: torch.device, repeats: int) -> Rows:
                                    forward_backward(lean, x), non_local, device, repeats).items()
 
 
-def build_recognizer(config: str, device: torch.device) -> torch.nn.Module:
+def build_recognizer(config: str, device: torch.device, depth: Optional[int] = None) -> torch.nn.Module:
+    """The recognizer of ``config`` with random weights; ``depth`` another ResNet depth, its
+    CP or Non-local placement the presets' for that depth."""
     from mmaction.registry import MODELS
     from mmengine.config import Config
 
     model_cfg = Config.fromfile(os.path.join(ROOT, "mmaction_configs", config)).model
     model_cfg.backbone.backbone.pretrained = None  # random weights: no checkpoint download
+    if depth is not None:
+        model_cfg.backbone.backbone.depth = depth
+        if "cp_blocks" in model_cfg.backbone:
+            model_cfg.backbone.cp_blocks = f"resnet{depth}"
+        for insertion in model_cfg.backbone.get("insertions", []):
+            insertion.blocks = f"resnet{depth}"
     return MODELS.build(model_cfg).to(device)
 
 
-def train_step(config: str, data: dict, device: torch.device) -> Callable[[], None]:
-    """One SGD step of the model of ``config`` (random weights) on ``data``."""
-    from mmengine.optim import OptimWrapper
+def train_step(config: str, data: dict, device: torch.device, depth: Optional[int] = None,
+               amp: bool = False) -> Callable[[], None]:
+    """One SGD step of the model of ``config`` (random weights) on ``data``; ``amp``: under
+    bfloat16 autocast, as mmengine's AmpOptimWrapper runs it."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-    model = build_recognizer(config, device)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    model = build_recognizer(config, device, depth)
+    sgd = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    optim = AmpOptimWrapper(sgd, dtype="bfloat16") if amp else OptimWrapper(sgd)
     return lambda: model.train_step(data, optim)
 
 
@@ -121,6 +136,10 @@ def train_step_rows(device: torch.device, repeats: int) -> Rows:
 #: The authors' CP module of ResNet-101's res4 (preset 'resnet101') and that stage's width.
 PAPER_CP = dict(k=4, bottleneck_channels=128, mlp_channels=(128,))
 PAPER_CHANNELS, PAPER_SIZE, PAPER_BATCH = 1024, 14, 2
+#: Issue 24's shapes (GPU rows, op counts): (name, channels, CP options, H = W, N), 8 frames.
+GPU_SHAPES = (("R18 res3", 128, dict(k=8), 28, 4), ("R18 res4", 256, dict(k=8), 14, 4),
+              ("R50 res4", 1024, dict(k=8), 14, 8),
+              ("paper R101 res4", PAPER_CHANNELS, PAPER_CP, PAPER_SIZE, PAPER_BATCH))
 
 
 def paper_rows(device: torch.device, repeats: int) -> Rows:
@@ -152,17 +171,11 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
                row(seconds[key], seconds["NL"], "s"))
 
 
-#: Issue 24's table: (stage, channels, CP options, H = W, N), 8 frames each.
-DISPATCH_SHAPES = (("R50 res4", 1024, dict(k=8), 14, 8),
-                   ("paper R101 res4", PAPER_CHANNELS, PAPER_CP, PAPER_SIZE, PAPER_BATCH),
-                   ("R18 res4", 256, dict(k=8), 14, 4))
-
-
 def dispatch_rows(device: torch.device, repeats: int) -> Rows:
     """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
     CP on its GPU paths (:func:`gpu_paths`): on a GPU, kernel launches and stalls of its queue.
     Counted once; the same on every machine."""
-    for stage, channels, options, size, batch in DISPATCH_SHAPES:
+    for stage, channels, options, size, batch in GPU_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)
         name = f"CP vs NonLocal3d, {stage} C={channels} {MODULE_FRAMES}x{size}x{size} N={batch}"
@@ -173,6 +186,64 @@ def dispatch_rows(device: torch.device, repeats: int) -> Rows:
         yield f"{name} host syncs", dict(ours=cp[1], baseline=non_local[1],
                                          ratio=cp[1] / non_local[1] if non_local[1] else None,
                                          unit="syncs")
+
+
+#: How the GPU rows compile (the tests use "aot_eager": inductor takes minutes on 2 CPU cores).
+COMPILE_BACKEND = "inductor"
+
+
+def gpu_rows(device: torch.device, repeats: int) -> Rows:
+    """CP against NonLocal3d, forward + backward, eager, at :data:`GPU_SHAPES`, in float32 and
+    under bfloat16 autocast; then whole SGD steps, float32 and AMP: CPNet-R101's overhead over
+    C2D-R101 against NL C2D-R101's, and CPNet-R50 against NL C2D-R50. Made for a GPU."""
+    for amp in (False, True):
+        yield from _module_pairs(device, repeats, amp, compiled=False, shapes=GPU_SHAPES)
+    if not mmaction_installed():
+        return
+    for amp in (False, True):
+        variant = "AMP bf16" if amp else "float32"
+        data = random_clips(1, 224)
+        steps = {name: train_step(f"_base_/models/{config}.py", data, device, amp=amp)
+                 for name, config in (("CPNet", "cpnet_r101"), ("NL", "nl_c2d_r101"),
+                                      ("C2D", "c2d_r101"))}
+        seconds = alternating_medians_of(steps, repeats=repeats, device=device)
+        yield (f"GPU {variant}: train step overhead over C2D-R101, CPNet-R101 vs NL C2D-R101, "
+               f"8x224x224 N=1 time",
+               row(seconds["CPNet"] - seconds["C2D"], seconds["NL"] - seconds["C2D"], "s"))
+        data = random_clips(2, 224)
+        yield from time_and_memory(
+            f"GPU {variant}: train step CPNet-R50 vs NL C2D-R50, 8x224x224 N=2",
+            train_step("_base_/models/cpnet_r101.py", data, device, depth=50, amp=amp),
+            train_step("_base_/models/nl_c2d_r101.py", data, device, depth=50, amp=amp),
+            device, repeats).items()
+
+
+#: The shapes of the compiled GPU rows: the targets' (compiling takes most of their time).
+COMPILED_SHAPES = ("R50 res4", "paper R101 res4")
+
+
+def gpu_compiled_rows(device: torch.device, repeats: int) -> Rows:
+    """:func:`gpu_rows`' module rows at :data:`COMPILED_SHAPES`, each module compiled alone
+    (``torch.compile(fullgraph=True)``, :data:`COMPILE_BACKEND`)."""
+    shapes = [shape for shape in GPU_SHAPES if shape[0] in COMPILED_SHAPES]
+    for amp in (False, True):
+        yield from _module_pairs(device, repeats, amp, compiled=True, shapes=shapes)
+
+
+def _module_pairs(device, repeats, amp, compiled, shapes) -> Rows:
+    variant = f"{'AMP bf16' if amp else 'float32'} {'compiled' if compiled else 'eager'}"
+    for stage, channels, options, size, batch in shapes:
+        torch.manual_seed(0)
+        x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)
+        runs = []
+        for module in (CPModule(channels, **options), nonlocal_block(channels)):
+            module = module.to(device)
+            if compiled:
+                module = torch.compile(module, backend=COMPILE_BACKEND, fullgraph=True)
+            runs.append(forward_backward(module, x, amp))
+        t_ours, t_base = alternating_medians(*runs, repeats=repeats, device=device)
+        yield (f"GPU {variant}: CP vs NonLocal3d, {stage} C={channels} "
+               f"{MODULE_FRAMES}x{size}x{size} N={batch} time", row(t_ours, t_base, "s"))
 
 
 def toy_epoch_rows(device: torch.device, repeats: int) -> Rows:

@@ -4,6 +4,10 @@ Applied by ``import cp_plugin`` (so ``custom_imports=dict(imports=['cp_plugin'])
 runs it before mmaction2 builds anything); it is skipped when mmaction2 is missing:
 ``mmaction.models.localizers.drn`` is missing from the mmaction2 1.2.0 wheel, which breaks
    ``import mmaction.models``. A placeholder module takes its place.
+``mmaction.models.multimodal`` (the VindLU models) imports transformers 4's modules, and
+   mmaction2 imports it whenever transformers >= 4.28 is installed; beside transformers 5 (as on
+   the GPU machines this project benchmarks on) that breaks ``import mmaction.models`` too. An
+   empty module takes its place there, so VindLU alone is missing (not registered).
 
 Nothing else changes on import. torch >= 2.6 loads checkpoints with ``weights_only=True``, and
 mmengine 0.10.7 checkpoints hold its ``HistoryBuffer`` logging objects with numpy arrays inside:
@@ -15,6 +19,7 @@ touched.
 from __future__ import annotations
 
 import builtins
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -66,6 +71,31 @@ def install_drn_placeholder() -> bool:
     return True
 
 
+_MULTIMODAL_MODULE = "mmaction.models.multimodal"
+
+
+def transformers_major_version():
+    """The installed transformers' major version (without importing it), or None."""
+    try:
+        return int(importlib.metadata.version("transformers").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def install_multimodal_placeholder() -> bool:
+    """Put an empty ``mmaction.models.multimodal`` in ``sys.modules`` where mmaction2 1.2.0
+    would import its VindLU models against transformers >= 5; True if installed."""
+    major = transformers_major_version()
+    if (_package_dir("mmaction") is None or _MULTIMODAL_MODULE in sys.modules
+            or major is None or major < 5):
+        return False
+    module = types.ModuleType(_MULTIMODAL_MODULE, "mmaction2 1.2.0's VindLU models need "
+                              "transformers 4; cp_plugin left them out beside transformers 5.")
+    module.__path__ = []
+    sys.modules[_MULTIMODAL_MODULE] = module
+    return True
+
+
 def mmengine_checkpoint_globals() -> list:
     """The non-tensor classes and functions an mmengine 0.10.7 Runner checkpoint pickles."""
     import numpy as np
@@ -97,4 +127,5 @@ def mmengine_checkpoints_allowed():
 
 def apply() -> dict:
     """Apply every repair whose package is installed; return which were applied."""
-    return {"drn_placeholder": install_drn_placeholder()}
+    return {"drn_placeholder": install_drn_placeholder(),
+            "multimodal_placeholder": install_multimodal_placeholder()}

@@ -124,3 +124,37 @@ def test_cp_forward_and_backward_never_sync_the_host(cfg):
         with paths:
             ops, syncs = dispatched_ops(lambda: module(x).square().sum().backward())
         assert ops > 0 and syncs == 0
+
+
+def test_gpu_rows_run_every_variant(monkeypatch):
+    """The rows benchmarks/gpu_session.sh runs on a lent GPU, on the CPU at one tiny shape
+    ('aot_eager': inductor's code generation takes minutes here), module rows only."""
+    from benchmarks import rows
+
+    monkeypatch.setattr(rows, "GPU_SHAPES", (("tiny", 8, dict(k=2), 4, 2),))
+    monkeypatch.setattr(rows, "COMPILED_SHAPES", ("tiny",))
+    monkeypatch.setattr(rows, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(rows, "mmaction_installed", lambda: False)
+    torch._dynamo.reset()
+    cpu = torch.device("cpu")
+    results = dict(rows.gpu_rows(cpu, repeats=1)) | dict(rows.gpu_compiled_rows(cpu, repeats=1))
+    torch._dynamo.reset()
+    assert [name.split(":")[0] for name in results] == [
+        "GPU float32 eager", "GPU AMP bf16 eager", "GPU float32 compiled", "GPU AMP bf16 compiled"]
+    assert all(r["ours"] > 0 and r["baseline"] > 0 for r in results.values())
+
+
+@pytest.mark.usefixtures("mmaction_scope")
+def test_train_steps_at_another_depth_take_that_depths_placement():
+    """The GPU rows' CPNet-R50 and NL C2D-R50 are the R101 configs at depth 50."""
+    from benchmarks.rows import build_recognizer
+    from cp_plugin.insertion import insertion_sites
+    from cp_plugin.presets import CP_PRESETS, NONLOCAL_PRESETS
+
+    for config, presets in (("cpnet_r101", CP_PRESETS), ("nl_c2d_r101", NONLOCAL_PRESETS)):
+        model = build_recognizer(f"_base_/models/{config}.py", torch.device("cpu"), depth=50)
+        assert model.backbone.backbone.depth == 50
+        sites = [site.block_name for site in insertion_sites(model.backbone)]
+        expected = [entry if isinstance(entry, str) else entry["block"]
+                    for entry in presets["resnet50"]["blocks"]]
+        assert sites == expected, (config, sites)

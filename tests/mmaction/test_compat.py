@@ -29,12 +29,35 @@ def run_python(code: str, blocked=()) -> subprocess.CompletedProcess:
 def test_import_without_mmaction_or_mmengine():
     result = run_python("""
         import cp_plugin, torch
-        assert cp_plugin.compat.apply() == {'drn_placeholder': False}
+        assert not any(cp_plugin.compat.apply().values())
         x = torch.randn(1, 8, 2, 3, 3)
         assert torch.equal(cp_plugin.CPModule(8, k=2)(x), x)
         assert 'mmaction' not in sys.modules and 'mmengine' not in sys.modules
         print('ok')
     """, blocked={"mmaction", "mmengine", "mmcv"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_mmaction_models_import_beside_transformers_5(tmp_path):
+    """mmaction2 1.2.0 imports its VindLU models whenever transformers >= 4.28 is installed, and
+    they need transformers 4. A stand-in transformers 5 that fails on import, as those models'
+    imports fail against the real one."""
+    (tmp_path / "transformers").mkdir()
+    (tmp_path / "transformers" / "__init__.py").write_text(
+        "raise ImportError('stand-in for transformers 5: no transformers 4 API here')\n")
+    (tmp_path / "transformers-5.0.0.dist-info").mkdir()
+    (tmp_path / "transformers-5.0.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n")
+    result = run_python(f"""
+        sys.path.insert(0, {str(tmp_path)!r})
+        import cp_plugin
+        assert cp_plugin.compat.transformers_major_version() == 5
+        import mmaction.models
+        from mmaction.registry import MODELS
+        assert MODELS.get('C2D') is not None and MODELS.get('CPBackbone') is not None
+        print('ok')
+    """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
