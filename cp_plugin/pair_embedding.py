@@ -158,7 +158,7 @@ class _Pairs:
                 x = (values[-1] * self.scales[layer - 1] + self.shifts[layer - 1]).clamp_min_(0)
                 values.append(x)
             weight = self.weights[layer]
-            values.append(x if weight is None else _matmul(x, weight.t(), self.matmul_dtype))
+            values.append(x if weight is None else _linear(x, weight, self.matmul_dtype))
         return values
 
 
@@ -371,6 +371,13 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> t
     if dtype is None:
         return a @ b
     return (a.to(dtype) @ b.to(dtype)).to(a.dtype)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """``F.linear(x, weight)`` computed in ``dtype`` as :func:`_matmul`."""
+    if dtype is None:
+        return F.linear(x, weight)
+    return F.linear(x.to(dtype), weight.to(dtype)).to(x.dtype)
 
 
 def _add(total: Optional[torch.Tensor], value: torch.Tensor) -> torch.Tensor:
