@@ -11,8 +11,9 @@ from .validation import check_points, check_positive_int
 #: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 4 MiB in float32,
 #: small enough to stay in cache between the matmul that writes it and the top-k that reads it.
 DEFAULT_CHUNK_ELEMENTS = 1 << 20
-#: The same on a GPU, where each chunk costs kernel launches and memory is ample (64 MiB).
-CUDA_CHUNK_ELEMENTS = 1 << 24
+#: The same on a GPU, where each chunk costs kernel launches and memory is ample (256 MiB: the
+#: whole clips of ResNet-18's res3, 8 x 28 x 28 points, one at a time).
+CUDA_CHUNK_ELEMENTS = 1 << 26
 #: Chunks never hold fewer queries than this (unless a frame has fewer points): with a large
 #: batch the element cap alone gave chunks of ~10 queries, where per-call overhead dominates.
 MIN_CHUNK_QUERIES = 32
