@@ -143,8 +143,7 @@ class CPModule(nn.Module):
             # authors' TF resize does for a factor of 2.
             features = F.interpolate(features, size=(t, h, w), mode="nearest")
         check_k(self.k, t, h * w)
-        # Contiguous once: the search and both per-point products read it row by row.
-        return features.flatten(2).transpose(1, 2).contiguous(), (t, h, w)
+        return features.flatten(2).transpose(1, 2), (t, h, w)
 
     def _bottleneck(self, video: torch.Tensor) -> torch.Tensor:
         # The 1x1x1 convolution as one bmm over (N, C, P): a fifth faster forward and backward
