@@ -10,7 +10,7 @@
 #    vs NL C2D-R50) when mmaction2 imports.
 # The GPU machines have torch and timm but not mmaction2's stack: benchmarks/gpu_wheels.sh
 # fetches its wheels into .whl/ beforehand (carry .whl), installed here under /tmp/site.
-# cp_plugin keeps mmaction2 importable beside those machines' transformers 5 (cp_plugin.compat).
+# cp_plugin keeps mmaction2 importable beside those machines' transformers 5 (cp_plugin.mmaction.compat).
 # Each step has its own time limit, so one slow step cannot starve the rest.
 set -u
 cd "$(dirname "$0")/.."

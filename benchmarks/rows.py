@@ -5,17 +5,22 @@ so that `make bench` prints it at once.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from cp_plugin import CPModule, other_frame_knn, reference
-from cp_plugin.compat import mmaction_installed
 from cp_plugin.testing import gpu_paths
 
 from .measure import (alternating_medians, alternating_medians_of, dispatched_ops,
                       peak_memory_bytes)
+
+
+def mmaction_installed() -> bool:
+    return importlib.util.find_spec("mmaction") is not None
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2.0 ** 20
@@ -248,6 +253,7 @@ def _module_pairs(device, repeats, amp, compiled, shapes) -> Rows:
 
 def toy_epoch_rows(device: torch.device, repeats: int) -> Rows:
     """One training epoch of Table 1's toy set (1000 videos, batch 32): CPNet against C2D."""
+    import cp_plugin.toy.mmaction  # noqa: F401  (registers the toy set and layers)
     from mmaction.registry import DATASETS, MODELS
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate

@@ -2,12 +2,11 @@
 
 The core imports only torch: the module (``CPModule``) and its parts (``other_frame_knn``, the
 pair embedding, the clip layout), the plain ``reference``, and the one table of residual blocks
-modules can go into (``register_block``) with the insertion that uses it. When mmaction2 is
-installed, importing this package also puts the one module mmaction2 1.2.0 lacks in place
-(:mod:`cp_plugin.compat`) and registers cp_plugin's modules with mmaction2
-(:mod:`cp_plugin.mmaction`).
+modules can go into (``register_block``) with the insertion that uses it. Importing it loads
+nothing else and changes nothing: mmaction2 users import :mod:`cp_plugin.mmaction` (in a
+config, ``custom_imports = dict(imports=['cp_plugin.mmaction'])``), timm users ``timm_adapters``.
 """
-from . import compat, reference
+from . import reference
 from .blocks import UnsupportedBlockError, refuse_block, register_block
 from .cp_module import CPModule
 from .knn import other_frame_knn
@@ -15,8 +14,4 @@ from .layout import frames_to_video, video_to_frames
 
 __version__ = "0.1.0"
 __all__ = ["CPModule", "other_frame_knn", "frames_to_video", "video_to_frames", "reference",
-           "register_block", "refuse_block", "UnsupportedBlockError", "compat"]
-
-compat.apply()
-if compat.mmaction_installed():
-    from . import mmaction  # noqa: F401  (registers with mmaction2)
+           "register_block", "refuse_block", "UnsupportedBlockError"]

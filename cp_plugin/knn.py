@@ -115,12 +115,24 @@ def _expanded(pts: torch.Tensor):
     return queries, keys.transpose(1, 2).contiguous()
 
 
-@torch.compiler.assume_constant_result  # read once when torch.compile traces the search
 def float32_matmul_lowered(device_type: str) -> bool:
     """Whether float32 matmuls on ``device_type`` may round their operands to TF32 or bfloat16
-    (``torch.set_float32_matmul_precision("high" or "medium")``, or CUDA's ``allow_tf32``)."""
-    return (torch.get_float32_matmul_precision() != "highest"
-            or (device_type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
+    (``torch.set_float32_matmul_precision("high" or "medium")``, the backends' ``fp32_precision``,
+    or CUDA's legacy ``allow_tf32``)."""
+    matmul = torch.backends.cuda.matmul if device_type == "cuda" else torch.backends.mkldnn.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision is None:  # torch < 2.9 has the legacy switches only
+        return (torch.get_float32_matmul_precision() != "highest"
+                or (device_type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
+    # Read the new API: once a user has set it, the legacy getters raise.
+    if precision == "none":  # the backend follows the global setting ("none" too by default)
+        precision = torch.backends.fp32_precision
+    return precision in ("tf32", "bf16")
+
+
+# torch.compile reads it once, at trace time: the mark ``torch.compiler.assume_constant_result``
+# sets, set here directly because that function imports torch._dynamo (a second) at our import.
+float32_matmul_lowered._dynamo_marked_constant = True
 
 
 def _exact_in_bfloat16(queries: torch.Tensor, keys: torch.Tensor):

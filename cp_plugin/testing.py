@@ -134,6 +134,17 @@ def search_rounding_bound(points: torch.Tensor, dtype=torch.float32,
     return 2 * rounding_bound(terms, 4 * radius_squared, dtype)
 
 
+def randomise_norms(module, seed=0):
+    """Give every BN non-trivial affine parameters of both signs (the output BN starts at zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            sign = torch.randint(0, 2, m.weight.shape, generator=gen) * 2 - 1
+            m.weight.data = (torch.rand(m.weight.shape, generator=gen) + 0.5) * sign
+            m.bias.data = torch.randn(m.bias.shape, generator=gen) * 0.1
+    return module
+
+
 @contextlib.contextmanager
 def gpu_paths():
     """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors, the finite

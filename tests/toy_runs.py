@@ -34,7 +34,7 @@ def load_run_checkpoint(path):
     for this load only (as WeightsOnlyRunner reads it)."""
     import torch
 
-    from cp_plugin.compat import mmengine_checkpoints_allowed
+    from cp_plugin.mmaction.compat import mmengine_checkpoints_allowed
 
     with mmengine_checkpoints_allowed():
         return torch.load(path, weights_only=True)

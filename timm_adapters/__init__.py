@@ -1,8 +1,8 @@
 """timm side of cp_plugin: CP modules in timm ResNet-family models.
 
-``import timm_adapters`` registers the ``cpnet_resnet18/34/50/101`` model names with timm, enters
-timm's residual blocks in cp_plugin's block table (:mod:`.catalogue`) and, when mmaction2 is
-installed, registers the ``TimmCPBackbone`` backbone with mmaction2.
+``import timm_adapters`` registers the ``cpnet_resnet18/34/50/101`` model names with timm and
+enters timm's residual blocks in cp_plugin's block table (:mod:`.catalogue`); nothing else.
+(mmaction2 users get timm models with CP as ``TimmCPBackbone`` from :mod:`cp_plugin.mmaction`.)
 
 - :func:`insert_cp` puts CP modules into a timm model's residual blocks (by name or preset);
   :func:`register_block` (cp_plugin's one block table) adds block classes, unsupported blocks
@@ -19,7 +19,6 @@ except ImportError as error:
         f"timm_adapters needs timm and a torchvision that matches torch ({error}); install them "
         f"with: pip install \"cp-plugin[timm]\"") from error
 
-import cp_plugin  # noqa: F401  (repairs mmaction2's install before anything imports it)
 from cp_plugin.blocks import (BlockSpec, UnsupportedBlockError, refuse_block, register_block,
                               supported_blocks)
 
@@ -36,8 +35,3 @@ __all__ = ["insert_cp", "register_block", "refuse_block", "supported_blocks", "c
            "probe_blocks", "TimmBlock", "UnsupportedBlockError", "VideoModel",
            "VideoFeatures", "create_video_model", "cpnet_resnet18", "cpnet_resnet34",
            "cpnet_resnet50", "cpnet_resnet101"]
-
-if cp_plugin.compat.mmaction_installed():
-    from .mmaction import TimmCPBackbone  # noqa: F401  (registers with mmaction2)
-
-    __all__.append("TimmCPBackbone")

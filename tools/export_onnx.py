@@ -21,7 +21,7 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from cp_plugin.export import DYNAMIC_DIMS, export_onnx, onnx_difference
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: model loading

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # tools/: the proposal picture's helpers

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 # (for this import only: the process's warning filters stay as they were).
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
-    import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+    import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS

@@ -6,7 +6,7 @@ import argparse
 import os
 import os.path as osp
 
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from cp_plugin import CPModule
 from cp_plugin.analysis.proposals import Proposals, inspect_proposals
 

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-import cp_plugin  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

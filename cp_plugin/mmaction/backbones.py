@@ -188,7 +188,7 @@ class CPBackbone(VideoBackbone):
 
     Examples::
 
-        >>> import cp_plugin  # registers CPBackbone with mmaction2
+        >>> import cp_plugin.mmaction  # registers CPBackbone with mmaction2
         >>> from mmaction.registry import MODELS
         >>> backbone = MODELS.build(dict(
         ...     type="CPBackbone", backbone=dict(type="C2D", depth=18, pretrained=None),

@@ -11,7 +11,7 @@ from mmaction.models import Recognizer2D, Recognizer3D
 from mmengine.runner import load_checkpoint
 from torch import nn
 
-from ..compat import mmengine_checkpoints_allowed
+from .compat import mmengine_checkpoints_allowed
 
 
 def load_recognizer(config, checkpoint: Optional[str] = None, device: str = "cpu") -> nn.Module:

@@ -4,9 +4,6 @@ CPNet evaluates "spatially fully-convolutionally": the shorter side of every fra
 to S, and the network sees six full-height S x S windows that slide along the longer side,
 so that together they cover the whole frame. mmaction2 has ``ThreeCrop`` (the same idea with
 three windows) but no six-window version; this module adds it, registered as ``SixCrop``.
-
-Only ``mmaction.registry`` is imported here (never ``mmaction.models``), so importing this
-module does not depend on :mod:`cp_plugin.compat` having repaired mmaction2's models package.
 """
 from __future__ import annotations
 

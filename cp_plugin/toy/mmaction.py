@@ -1,21 +1,26 @@
 """The toy task in mmaction2: the moving-square dataset and the layers of the Table 1 networks.
 
-Registered with mmaction2 by :mod:`cp_plugin.mmaction`.
+Importing this module registers them (and, through :mod:`cp_plugin.mmaction`, cp_plugin's
+modules): the toy configs list it in ``custom_imports``.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import torch
-from mmaction.datasets import BaseActionDataset
-from mmaction.registry import MODELS
-from mmengine.model import BaseModule
-from torch import nn
 
-from ..layout import frames_to_video, video_to_frames
-from .moving_square import DIRECTIONS, generate_moving_squares
+from .. import mmaction as _glue  # noqa: F401  (first: repairs mmaction2, registers CPModule)
+
+from mmaction.datasets import BaseActionDataset  # noqa: E402
+from mmaction.registry import DATASETS, MODELS  # noqa: E402
+from mmengine.model import BaseModule  # noqa: E402
+from torch import nn  # noqa: E402
+
+from ..layout import frames_to_video, video_to_frames  # noqa: E402
+from .moving_square import DIRECTIONS, generate_moving_squares  # noqa: E402
 
 
+@DATASETS.register_module()
 class MovingSquareDataset(BaseActionDataset):
     """Moving-square videos generated in memory (see :mod:`cp_plugin.toy.moving_square`).
 
@@ -41,6 +46,7 @@ class MovingSquareDataset(BaseActionDataset):
                 for video, label in zip(squares.videos, squares.labels)]
 
 
+@MODELS.register_module()
 class ConvBNReLU3d(nn.Sequential):
     """Conv3d (no bias, 'same' padding) -> BN -> ReLU; kernel given as (T, H, W)."""
 
@@ -54,6 +60,7 @@ class ConvBNReLU3d(nn.Sequential):
         self.out_channels = out_channels
 
 
+@MODELS.register_module()
 class ToyVideoNet(BaseModule):
     """A stack of registered layers on (N, C, T, H, W) clips, then global max pooling.
 
@@ -75,7 +82,7 @@ class ToyVideoNet(BaseModule):
 
     Examples::
 
-        >>> import cp_plugin  # registers the layers with mmaction2
+        >>> import cp_plugin.toy.mmaction  # registers the layers with mmaction2
         >>> net = ToyVideoNet([dict(type="ConvBNReLU3d", out_channels=16),
         ...                    dict(type="CPModule", k=4)])
         >>> net(torch.rand(2, 1, 4, 32, 32)).shape

@@ -1,6 +1,6 @@
-# Shared runtime: mmaction2's defaults, plus cp_plugin imported first (it registers our modules
-# and repairs the mmaction2 1.2.0 / mmengine 0.10.7 install, see cp_plugin.compat).
-custom_imports = dict(imports=['cp_plugin'], allow_failed_imports=False)
+# Shared runtime: mmaction2's defaults, plus cp_plugin's mmaction2 glue imported first (it
+# registers our modules and repairs the mmaction2 1.2.0 install, see cp_plugin.mmaction.compat).
+custom_imports = dict(imports=['cp_plugin.mmaction'], allow_failed_imports=False)
 default_scope = 'mmaction'
 # mmengine's Runner whose checkpoint loads (resume, load_from, test) accept mmengine's own
 # logging classes under torch's weights_only check, for those loads only.

@@ -6,6 +6,9 @@
 # square near a canvas edge (or a clip's first/last frame), which gives away the motion's axis
 # and sometimes its direction (see README).
 _base_ = ['default_runtime.py']
+# The toy task's dataset and layers are registered by their own module.
+custom_imports = dict(imports=['cp_plugin.mmaction', 'cp_plugin.toy.mmaction'],
+                      allow_failed_imports=False)
 
 toy_epochs = 8
 pipeline = [

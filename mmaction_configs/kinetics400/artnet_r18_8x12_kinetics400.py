@@ -4,6 +4,9 @@ _base_ = [
     '../_base_/models/artnet_r18.py', '../_base_/datasets/kinetics400.py',
     '../_base_/schedules/sgd_100e.py', '../_base_/default_runtime.py'
 ]
+# ARTNet's modules are registered by their own module.
+custom_imports = dict(imports=['cp_plugin.mmaction', 'cp_plugin.baselines.mmaction'],
+                      allow_failed_imports=False)
 
 # ARTNet's input size: shorter side 128, 112x112 crops.
 train_pipeline = _base_.train_pipeline

@@ -1,6 +1,9 @@
 # Table 1, "ARTNet": conv 3x3x3,16 / SMART 3x3x1,16 / pooling, fc. Read literally (H x W x T),
 # the SMART relation branch has a temporal kernel of 1; all temporal mixing is in conv1.
 _base_ = ['../_base_/toy.py']
+custom_imports = dict(
+    imports=['cp_plugin.mmaction', 'cp_plugin.toy.mmaction', 'cp_plugin.baselines.mmaction'],
+    allow_failed_imports=False)
 model = dict(
     type='Recognizer3D',
     backbone=dict(

@@ -3,7 +3,7 @@ import pytest
 import torch
 from mmcv.cnn import NonLocal3d
 
-import cp_plugin  # noqa: F401  (registers the modules)
+import cp_plugin.mmaction  # noqa: F401  (registers the modules)
 from cp_plugin.mmaction import FusedNonLocal3d
 from cp_plugin.testing import assert_close_to_rounding, summed_fan_in
 from mmaction.registry import MODELS

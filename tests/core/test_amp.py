@@ -6,8 +6,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cp_plugin import CPModule, other_frame_knn
-from cp_plugin.testing import gpu_paths
-from test_cp_module import CONFIGS, randomise_norms
+from cp_plugin.testing import gpu_paths, randomise_norms
+from test_cp_module import CONFIGS
 from test_knn import assert_exact_knn
 
 AUTOCAST_DTYPES = [torch.bfloat16, torch.float16]

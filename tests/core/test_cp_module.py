@@ -8,7 +8,7 @@ from torch import nn
 from cp_plugin.testing import gpu_paths
 from cp_plugin import CPModule, frames_to_video, video_to_frames
 from cp_plugin.reference import ReferenceCPModule
-from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
+from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length, randomise_norms
 
 CONFIGS = [
     dict(in_channels=8, k=3),
@@ -17,17 +17,6 @@ CONFIGS = [
     dict(in_channels=16, k=2, bottleneck_channels=6, mlp_channels=(6,)),
     dict(in_channels=8, k=5, shrink=2),
 ]
-
-
-def randomise_norms(module, seed=0):
-    """Give every BN non-trivial affine parameters of both signs (the output BN starts at zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            sign = torch.randint(0, 2, m.weight.shape, generator=gen) * 2 - 1
-            m.weight.data = (torch.rand(m.weight.shape, generator=gen) + 0.5) * sign
-            m.bias.data = torch.randn(m.bias.shape, generator=gen) * 0.1
-    return module
 
 
 def twin(cfg, seed=0):

@@ -9,7 +9,8 @@ from cp_plugin import CPModule, other_frame_knn
 from cp_plugin import validation
 from cp_plugin.validation import check_finite
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
-from test_cp_module import randomise_norms, twin
+from cp_plugin.testing import randomise_norms
+from test_cp_module import twin
 from test_knn import assert_exact_knn
 
 

@@ -1,4 +1,6 @@
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -190,3 +192,30 @@ def test_exact_where_float32_matmuls_round_operands_to_bfloat16(monkeypatch, pat
     finally:
         torch.set_float32_matmul_precision(previous)
     assert_exact_knn(points, 4, 3, indices, bfloat16_parts=True)
+
+
+PRECISION_SETTINGS = {  # setting: (lowered on the CPU, lowered on CUDA)
+    "": (False, False),
+    "torch.set_float32_matmul_precision('high')": (True, True),
+    "torch.set_float32_matmul_precision('highest')": (False, False),
+    "torch.backends.cuda.matmul.allow_tf32 = True": (False, True),
+    "torch.backends.cuda.matmul.fp32_precision = 'tf32'": (False, True),
+    "torch.backends.mkldnn.matmul.fp32_precision = 'bf16'": (True, False),
+    "torch.backends.fp32_precision = 'tf32'": (True, True),
+}
+
+
+def test_reads_every_way_users_lower_the_float32_matmul_precision():
+    """Legacy and new switches alike (torch raises on its legacy getters once the new API was
+    used, so the check must read the new one); in one fresh process, each setting undone."""
+    script = ["import torch", "from cp_plugin.knn import float32_matmul_lowered as lowered"]
+    for setting in PRECISION_SETTINGS:
+        script += [setting or "pass", "print(lowered('cpu'), lowered('cuda'))",
+                   "torch.backends.fp32_precision = 'none'",
+                   "torch.backends.cuda.matmul.fp32_precision = 'none'",
+                   "torch.backends.mkldnn.matmul.fp32_precision = 'none'"]
+    result = subprocess.run([sys.executable, "-c", "\n".join(script)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = [f"{cpu} {cuda}" for cpu, cuda in PRECISION_SETTINGS.values()]
+    assert result.stdout.split("\n")[:-1] == expected

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from cp_plugin import CPModule, other_frame_knn
 from cp_plugin.testing import (assert_close_to_rounding, cp_reduction_length,
                                search_rounding_bound)
-from test_cp_module import randomise_norms
+from cp_plugin.testing import randomise_norms
 
 EXAMPLES = 100
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True)

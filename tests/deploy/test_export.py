@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+import cp_plugin.mmaction  # noqa: F401  (before mmaction2: repairs its install, registers our modules)
 import timm
 import timm_adapters  # noqa: F401  (registers cpnet_*)
 from cp_plugin.export import clip_dynamic_shapes, export_program

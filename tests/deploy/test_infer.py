@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+import cp_plugin.mmaction  # noqa: F401  (before mmaction2: repairs its install, registers our modules)
 from cp_plugin.testing import assert_close_to_rounding
 from shrink import shrink_config
 from test_export import CPNET_R18, activate_cp

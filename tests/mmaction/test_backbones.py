@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import cp_plugin
+import cp_plugin.mmaction
 from cp_plugin import CPModule
 from cp_plugin.insertion import ActivationSite, insertion_sites
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,

@@ -1,4 +1,4 @@
-"""cp_plugin.compat against the real mmaction2 / mmengine stack, and imports without it."""
+"""cp_plugin.mmaction.compat against the real mmaction2 / mmengine stack, and imports without it."""
 import subprocess
 import sys
 import textwrap
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import cp_plugin
 from cp_plugin import CPModule
+from cp_plugin.mmaction import compat
 
 # A finder placed first on sys.meta_path that makes the named packages look uninstalled.
 BLOCK_IMPORTS = textwrap.dedent("""
@@ -29,9 +29,14 @@ def run_python(code: str, blocked=()) -> subprocess.CompletedProcess:
 def test_import_without_mmaction_or_mmengine():
     result = run_python("""
         import cp_plugin, torch
-        assert not any(cp_plugin.compat.apply().values())
         x = torch.randn(1, 8, 2, 3, 3)
         assert torch.equal(cp_plugin.CPModule(8, k=2)(x), x)
+        try:
+            import cp_plugin.mmaction
+        except ImportError as error:
+            assert 'pip install "cp-plugin[mmaction]"' in str(error), error
+        else:
+            raise AssertionError('cp_plugin.mmaction imported without mmaction2')
         assert 'mmaction' not in sys.modules and 'mmengine' not in sys.modules
         print('ok')
     """, blocked={"mmaction", "mmengine", "mmcv"})
@@ -51,8 +56,8 @@ def test_mmaction_models_import_beside_transformers_5(tmp_path):
         "Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n")
     result = run_python(f"""
         sys.path.insert(0, {str(tmp_path)!r})
-        import cp_plugin
-        assert cp_plugin.compat.transformers_major_version() == 5
+        import cp_plugin.mmaction
+        assert cp_plugin.mmaction.compat.transformers_major_version() == 5
         import mmaction.models
         from mmaction.registry import MODELS
         assert MODELS.get('C2D') is not None and MODELS.get('CPBackbone') is not None
@@ -70,9 +75,9 @@ def test_timm_adapters_needs_timm():
     assert ok.returncode == 0, ok.stderr
 
 
-def test_mmaction_models_import_after_cp_plugin():
+def test_mmaction_models_import_after_cp_plugin_mmaction():
     result = run_python("""
-        import cp_plugin
+        import cp_plugin.mmaction
         import mmaction.models
         from mmaction.registry import MODELS
         assert MODELS.get('C2D') is not None
@@ -139,9 +144,9 @@ def test_runner_checkpoint_resumes_and_loads_under_weights_only(tmp_path):
         torch.load(checkpoint)
     # ...which are exactly what the scoped allow-list holds.
     allowed = {f"{obj.__module__}.{obj.__qualname__}"
-               for obj in cp_plugin.compat.mmengine_checkpoint_globals()}
+               for obj in compat.mmengine_checkpoint_globals()}
     assert set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)) <= allowed
-    with cp_plugin.compat.mmengine_checkpoints_allowed():
+    with compat.mmengine_checkpoints_allowed():
         state = torch.load(checkpoint)
     assert type(state["message_hub"]["log_scalars"]["train/loss"]).__name__ == "HistoryBuffer"
 
@@ -149,7 +154,7 @@ def test_runner_checkpoint_resumes_and_loads_under_weights_only(tmp_path):
     resumed.train()
     assert resumed.iter == 4 and resumed.epoch == 2
     assert (tmp_path / "epoch_2.pth").exists()
-    with cp_plugin.compat.mmengine_checkpoints_allowed():
+    with compat.mmengine_checkpoints_allowed():
         final = torch.load(tmp_path / "epoch_2.pth", weights_only=True)
     assert final["meta"]["iter"] == 4
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import cp_plugin  # noqa: F401  (before mmaction2 builds anything)
+import cp_plugin.mmaction  # noqa: F401  (before mmaction2 builds anything)
 from mmengine.config import Config
 from mmengine.runner import Runner
 

@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.runner.checkpoint import load_checkpoint
 
-import cp_plugin  # noqa: F401  (registers CPNeck)
+import cp_plugin.mmaction  # noqa: F401  (registers CPNeck)
 from cp_plugin.mmaction import CPNeck
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
                                summed_fan_in)

@@ -1,7 +1,7 @@
 """SixCrop (CPNet's 6-crop test views) against synthetic frames, ThreeCrop and a real pipeline."""
 import copy
 
-import cp_plugin  # noqa: F401  (first: repairs mmaction2 before anything imports its models)
+import cp_plugin.mmaction  # noqa: F401  (first: repairs mmaction2 before anything imports its models)
 import numpy as np
 import pytest
 

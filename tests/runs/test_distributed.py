@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from cp_plugin.testing import assert_close_to_rounding
+from cp_plugin.testing import assert_close_to_rounding, randomise_norms
 from test_tools import run_tool
 from toy_runs import REPO, load_run_checkpoint, scalars, write_small_toy_config
 
@@ -165,7 +165,6 @@ def test_mmengine_syncbn_conversion_keeps_cp_modules_working():
     from mmengine.model import convert_sync_batchnorm
 
     from cp_plugin import CPModule
-    from test_cp_module import randomise_norms
 
     torch.manual_seed(0)
     plain = randomise_norms(CPModule(8, k=3, bottleneck_channels=6, mlp_channels=(4, 5))).train()

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import cp_plugin  # noqa: F401
+import cp_plugin.mmaction  # noqa: F401  (registers our modules)
 from cp_plugin.testing import assert_close_to_rounding, summed_fan_in
 from mmengine.config import Config
 from mmengine.registry import init_default_scope

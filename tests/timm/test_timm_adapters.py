@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-import cp_plugin  # noqa: F401  (before mmaction2: repairs its install)
+import cp_plugin.mmaction  # noqa: F401  (before mmaction2: repairs its install, registers our modules)
 import timm
 import timm.models
 import timm.optim

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import cp_plugin  # noqa: F401
+import cp_plugin.toy.mmaction  # noqa: F401  (registers the toy set, its layers and cp_plugin.mmaction)
 from cp_plugin.toy.moving_square import DIRECTIONS, generate_moving_squares
 from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
                                summed_fan_in)

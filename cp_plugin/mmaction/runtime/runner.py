@@ -4,7 +4,7 @@ from __future__ import annotations
 from mmaction.registry import RUNNERS
 from mmengine.runner import Runner
 
-from ...compat import mmengine_checkpoints_allowed
+from ..compat import mmengine_checkpoints_allowed
 
 
 @RUNNERS.register_module()

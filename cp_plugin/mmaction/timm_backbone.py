@@ -1,8 +1,8 @@
 """mmaction2 glue: ``TimmCPBackbone``, a timm model with CP modules as a clip backbone.
 
-Registered in mmaction2's MODELS registry by ``import timm_adapters`` (config:
-``custom_imports=dict(imports=['timm_adapters'])``). Its type name must not start with
-``timm.``: mmaction2's recognizers treat that prefix as a plain timm image model.
+Registered in mmaction2's MODELS registry by :mod:`cp_plugin.mmaction` when timm is installed.
+Its type name must not start with ``timm.``: mmaction2's recognizers treat that prefix as a
+plain timm image model.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
-from cp_plugin.insertion import sites_removed
+from timm_adapters.insert import BlockList
+from timm_adapters.models import create_video_model
 
-from .insert import BlockList
-from .models import create_video_model
+from ..insertion import sites_removed
 
 
 @MODELS.register_module()
@@ -40,7 +40,7 @@ class TimmCPBackbone(BaseModule):
 
     Examples::
 
-        >>> import timm_adapters  # registers TimmCPBackbone with mmaction2
+        >>> import cp_plugin.mmaction  # registers TimmCPBackbone with mmaction2
         >>> from mmaction.registry import MODELS
         >>> backbone = MODELS.build(dict(type="TimmCPBackbone", model_name="resnet18",
         ...                              cp_blocks=["layer3.1"], cp_cfg=dict(k=4)))

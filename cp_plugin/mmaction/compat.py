@@ -1,7 +1,8 @@
 """Repairs for the mmaction2 1.2.0 / mmengine 0.10.7 stack on current PyTorch.
 
-Applied by ``import cp_plugin`` (so ``custom_imports=dict(imports=['cp_plugin'])`` in a config
-runs it before mmaction2 builds anything); it is skipped when mmaction2 is missing:
+Applied by :mod:`cp_plugin.mmaction` before it imports anything of mmaction2's (so a config's
+``custom_imports=dict(imports=['cp_plugin.mmaction'])`` runs them before mmaction2 builds
+anything):
 ``mmaction.models.localizers.drn`` is missing from the mmaction2 1.2.0 wheel, which breaks
    ``import mmaction.models``. A placeholder module takes its place.
 ``mmaction.models.multimodal`` (the VindLU models) imports transformers 4's modules, and
@@ -47,10 +48,6 @@ class _MissingDRN:
             "mmaction2 1.2.0's wheel lacks mmaction/models/localizers/drn; cp_plugin put a "
             "placeholder there so the rest of mmaction2 imports. Install mmaction2 from source "
             "to use DRN.")
-
-
-def mmaction_installed() -> bool:
-    return _package_dir("mmaction") is not None
 
 
 def install_drn_placeholder() -> bool:
