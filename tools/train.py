@@ -1,4 +1,5 @@
-"""Train an mmaction2 config with mmengine's Runner; the flags are those of mmaction2's tools/train.py.
+"""Train an mmaction2 config (with ``WeightsOnlyRunner`` unless it names a runner); the flags are
+those of mmaction2's tools/train.py.
 
     python tools/train.py mmaction_configs/kinetics400/cpnet_r18_8x12_kinetics400.py [--resume]
 """
@@ -8,10 +9,8 @@ import os.path as osp
 
 import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from cp_plugin.mmaction import use_cpu_distributed
+from cp_plugin.mmaction import build_runner, use_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -80,7 +79,7 @@ def main(argv=None):
         raise FileNotFoundError(f"config {args.config!r} does not exist")
     cfg = merge_args(Config.fromfile(args.config), args)
     use_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

@@ -36,7 +36,7 @@ from .backbones import CPBackbone, VideoBackbone  # noqa: E402
 from .neck import CPNeck  # noqa: E402
 from .runtime import (Float32ScoresHook, MixedPrecisionOptimWrapper, NameReadFailures,  # noqa: E402
                       RandomStateHook, RankAgreementHook, SampleLoadError, WeightsOnlyRunner,
-                      use_cpu_distributed)
+                      build_runner, use_cpu_distributed)
 from .six_crop import SixCrop  # noqa: E402
 
 for _module in (CPModule, CPNeck, FusedNonLocal3d):
@@ -47,7 +47,7 @@ if "NonLocal3d" not in MODELS.module_dict:
 
 __all__ = ["CPBackbone", "CPNeck", "VideoBackbone", "FusedNonLocal3d", "MixedPrecisionOptimWrapper",
            "Float32ScoresHook", "RandomStateHook", "RankAgreementHook", "NameReadFailures",
-           "SampleLoadError", "SixCrop", "WeightsOnlyRunner", "use_cpu_distributed"]
+           "SampleLoadError", "SixCrop", "WeightsOnlyRunner", "build_runner", "use_cpu_distributed"]
 
 if importlib.util.find_spec("timm") is not None:
     from .timm_backbone import TimmCPBackbone  # noqa: E402,F401

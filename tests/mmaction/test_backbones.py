@@ -243,13 +243,12 @@ def test_frames_without_num_segments():
 
 def test_readme_config_example(tmp_path):
     """The README's 'Add CP modules to your mmaction2 config' snippet builds and runs."""
-    import os
     import re
 
     from mmengine.config import Config
+    from readme import readme_snippet
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
-    snippet = re.search(r"```python\n(# my_cpnet_c2d_r50\.py\n.*?)```", readme, re.S).group(1)
+    snippet = readme_snippet(r"# my_cpnet_c2d_r50\.py\n")
     path = tmp_path / "my_cpnet_c2d_r50.py"
     path.write_text(snippet)
     cfg = Config.fromfile(str(path))

@@ -207,15 +207,10 @@ def test_bad_arguments():
 
 def test_readme_neck_example(tmp_path):
     """The README's X3D + CPNeck snippet builds, starts as X3D and has CP at its output."""
-    import os
-    import re
+    from readme import write_readme_config
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
-    snippet = re.search(r"```python\n(_base_ = \['mmaction::recognition/x3d/.*?)```", readme,
-                        re.S).group(1)
-    path = tmp_path / "x3d_cp.py"
-    path.write_text(snippet)
-    model = build(Config.fromfile(str(path)))
+    path = write_readme_config(r"_base_ = \['mmaction::recognition/x3d/", tmp_path / "x3d_cp.py")
+    model = build(Config.fromfile(path))
     assert isinstance(model.neck, CPNeck) and model.neck.k == 8
     stock = build(zoo_config("x3d", tmp_path))
     model.load_state_dict(stock.state_dict(), strict=False)

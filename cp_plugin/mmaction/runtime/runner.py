@@ -24,3 +24,12 @@ class WeightsOnlyRunner(Runner):
     def load_checkpoint(self, filename: str, *args, **kwargs):
         with mmengine_checkpoints_allowed():
             return super().load_checkpoint(filename, *args, **kwargs)
+
+
+def build_runner(cfg) -> Runner:
+    """The runner of a config, as mmaction2's tools build it (``runner_type`` through the
+    registry), except that a config naming none gets :class:`WeightsOnlyRunner`, so that
+    ``--resume`` and ``load_from`` read its checkpoints under torch >= 2.6."""
+    if "runner_type" in cfg:
+        return RUNNERS.build(cfg)
+    return WeightsOnlyRunner.from_cfg(cfg)
