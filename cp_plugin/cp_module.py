@@ -1,6 +1,7 @@
 """The CP (Correspondence Proposal) module of CPNet (Liu, Lee and Jin, CVPR 2019)."""
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 from .knn import search_other_frames
 from .layout import frames_per_clip, frames_to_video, video_to_frames
 from .pair_mlp import PairMLP
-from .validation import check_finite, check_k, check_num_frames, check_positive_int
+from .validation import check_clips, check_finite, check_k, check_num_frames, check_positive_int
 
 
 class CPModule(nn.Module):
@@ -173,21 +174,23 @@ class CPModule(nn.Module):
     def as_video(self, x: torch.Tensor, num_clips: Optional[int] = None,
                  num_frames: Optional[int] = None) -> torch.Tensor:
         """``x`` checked and viewed as (N, C, T, H, W) (see ``forward`` for the arguments)."""
+        owner = type(self).__name__  # CPNeck's errors name CPNeck
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"{owner}: x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() not in (4, 5):
             raise ValueError(
-                f"x must be (N, C, T, H, W), or (N*T, C, H, W) with num_clips or num_frames; "
-                f"got {x.dim()} dims {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x has {x.shape[1]} channels but this CPModule was built with "
-                f"in_channels={self.in_channels}; build it with in_channels={x.shape[1]} or "
-                f"place it after a layer with {self.in_channels} channels.")
-        if x.dim() == 5:
-            check_num_frames(x.shape[2])
-            return x
-        return frames_to_video(x, self._frames_per_clip(x.shape[0], num_clips, num_frames))
+                f"{owner}: x must be (N, C, T, H, W), or (N*T, C, H, W) with num_clips or "
+                f"num_frames; got {x.dim()} dims {tuple(x.shape)}")
+        fix = (f"build it with in_channels={x.shape[1]} or place it after a layer with "
+               f"{self.in_channels} channels")
+        if x.dim() == 4:
+            if x.shape[1] != self.in_channels:
+                raise ValueError(f"{owner}: x of shape {tuple(x.shape)} has {x.shape[1]} channels, "
+                                 f"{owner} takes {self.in_channels}; {fix}")
+            return frames_to_video(x, self._frames_per_clip(x.shape[0], num_clips, num_frames))
+        check_clips(x, "x", owner, self.in_channels, channels_fix=fix)
+        check_num_frames(x.shape[2])
+        return x
 
     def _frames_per_clip(self, batch: int, num_clips: Optional[int],
                          num_frames: Optional[int]) -> int:
@@ -198,3 +201,9 @@ class CPModule(nn.Module):
                 "a (N*T, C, H, W) input needs num_clips or num_frames (forward arguments, or "
                 "num_frames at construction) to split the batch into clips; or pass (N, C, T, H, W).")
         return check_num_frames(frames_per_clip(batch, num_clips=num_clips, num_frames=num_frames))
+
+
+#: CPModule's options as configs give them (``cp_cfg``, ``insert_cp``): every argument but
+#: ``in_channels`` (set by the placement) and ``device``/``dtype`` (those of the model).
+CP_OPTIONS = tuple(name for name in inspect.signature(CPModule.__init__).parameters
+                   if name not in ("self", "in_channels", "device", "dtype"))

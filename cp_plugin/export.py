@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
+from .validation import check_clips, input_channels
+
 __all__ = ["DYNAMIC_DIMS", "clip_dynamic_shapes", "export_program", "export_onnx",
            "onnx_difference"]
 
@@ -58,9 +60,7 @@ def clip_dynamic_shapes(dynamic: Sequence[str] = ("batch", "frames"), min_size: 
 
 
 def _check_example(model: nn.Module, example: torch.Tensor) -> None:
-    if not isinstance(example, torch.Tensor) or example.dim() != 5:
-        shape = tuple(example.shape) if isinstance(example, torch.Tensor) else type(example)
-        raise ValueError(f"example must be one batch of clips (N, C, T, H, W), got {shape}")
+    check_clips(example, "example", "export", input_channels(model))
     if model.training:
         raise ValueError("export the model in eval mode (model.eval()): in training mode its "
                          "BatchNorms would export batch statistics")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
+from .validation import unknown_name_message
+
 
 def _blocks(stage: int, indices, **options) -> List:
     return [dict(block=f"layer{stage}.{i}", **options) if options else f"layer{stage}.{i}"
@@ -48,8 +50,8 @@ def resolve_placement(blocks: Union[str, Sequence], presets: Mapping[str, dict],
     """Turn a preset name or a block list into (block entries, default module options)."""
     if isinstance(blocks, str):
         if blocks not in presets:
-            raise ValueError(f"unknown {argument} preset {blocks!r}; presets: {', '.join(presets)}, "
-                             f"or pass a list of block names such as ['layer3.0', 'layer3.1']")
+            raise ValueError(unknown_name_message(argument, blocks, presets, "preset")
+                             + ", or a list of block names such as ['layer3.0', 'layer3.1']")
         preset = dict(presets[blocks])
         return list(preset.pop("blocks")), preset
     if blocks is None:

@@ -4,7 +4,9 @@ Every error names the argument, the value it got and what to do instead.
 """
 from __future__ import annotations
 
-from typing import Optional
+import difflib
+import inspect
+from typing import Iterable, List, Optional
 
 import torch
 
@@ -96,3 +98,66 @@ def check_points(points: torch.Tensor, num_frames: int, k: int) -> int:
     check_k(k, num_frames, points_per_frame)
     check_finite("points", points)
     return points_per_frame
+
+
+def unknown_name_message(where: str, name, valid: Iterable, what: str = "option",
+                         listed: Optional[str] = None) -> str:
+    """``where: unknown <what> 'name' (did you mean 'closest'?); valid <what>s: ...``, where
+    ``where`` is the config key or argument as the user wrote it; ``listed`` replaces the list
+    of valid names where it would be too long to read."""
+    valid = [str(v) for v in valid]
+    closest = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {closest[0]!r}?)" if closest else ""
+    return f"{where}: unknown {what} {name!r}{hint}; valid {what}s: {listed or ', '.join(valid)}"
+
+
+def argument_names(cls: type) -> List[str]:
+    """The named arguments of ``cls``'s constructor (no ``self``, ``*args`` or ``**kwargs``)."""
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def takes_any_keyword(cls: type) -> bool:
+    """Whether ``cls``'s constructor passes unknown keywords on (``**kwargs``)."""
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+
+
+def check_known_options(where: str, given: Iterable, valid: Iterable) -> None:
+    """Raise a TypeError (as Python does for an unknown keyword) for the first name in
+    ``given`` that ``valid`` lacks, in the user's terms (see :func:`unknown_name_message`)."""
+    valid = list(valid)
+    for name in given:
+        if name not in valid:
+            raise TypeError(unknown_name_message(where, name, valid))
+
+
+def input_channels(model: torch.nn.Module) -> Optional[int]:
+    """The channels ``model``'s first convolution takes (its input's C), or None."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            return module.in_channels
+    return None
+
+
+def check_clips(x, name: str, owner: str, channels: Optional[int] = None,
+                channels_fix: str = "") -> torch.Tensor:
+    """Raise unless ``x`` is a batch of clips (N, C, T, H, W) with ``channels`` channels (when
+    given). Clips in (N, T, C, H, W) order are recognised and answered with the permute that
+    fixes them. ``owner`` (what the user called) and ``name`` (its argument) start the error."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: {name} must be a torch.Tensor of clips (N, C, T, H, W), got "
+                        f"{type(x).__name__}")
+    shape = tuple(x.shape)
+    if x.dim() != 5:
+        raise ValueError(
+            f"{owner}: {name} must be clips (N, C, T, H, W), got {x.dim()} dims {shape}; add a "
+            f"batch dim for one clip, or use cp_plugin.frames_to_video(frames, T) on "
+            f"(N*T, C, H, W) frames")
+    if channels is not None and shape[1] != channels:
+        if shape[2] == channels:
+            raise ValueError(
+                f"{owner}: {name} of shape {shape} looks like clips in (N, T, C, H, W) order; "
+                f"{owner} takes (N, C, T, H, W): pass {name}.permute(0, 2, 1, 3, 4)")
+        raise ValueError(f"{owner}: {name} of shape {shape} has {shape[1]} channels (dim 1), "
+                         f"{owner} takes {channels}" + (f"; {channels_fix}" if channels_fix else ""))
+    return x

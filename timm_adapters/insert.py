@@ -1,30 +1,28 @@
 """``insert_cp``: CP modules after the residual add of chosen blocks of a timm model."""
 from __future__ import annotations
 
-import inspect
 from typing import Dict, List, Mapping, Sequence, Union
 
 from torch import nn
 
-from cp_plugin.cp_module import CPModule
+from cp_plugin.cp_module import CP_OPTIONS, CPModule
 from cp_plugin.insertion import find_blocks, insert_modules, split_block_entry
 from cp_plugin.presets import CP_PRESETS, resolve_placement
+from cp_plugin.validation import check_known_options
 
 from . import catalogue  # noqa: F401  (enters timm's blocks in the block table)
 from .probe import probe_blocks
 from .video import ClipsAsFrames
 
-#: CPModule's options, as ``insert_cp`` and ``cp_cfg`` take them (device and dtype follow the
-#: model's parameters).
-CP_OPTIONS = tuple(name for name in inspect.signature(CPModule.__init__).parameters
-                   if name not in ("self", "in_channels", "device", "dtype"))
-
 BlockList = Union[str, Sequence[Union[str, Mapping]], None]
 
 
 def candidate_blocks(model: nn.Module) -> List[str]:
-    """Names of the blocks of ``model`` that the block table supports."""
-    return list(find_blocks(model))
+    """Names of the blocks of ``model`` that can take CP: of a class the block table supports,
+    and not refused as built (an EfficientNet block without its skip has no residual add;
+    naming one in :func:`insert_cp` says why)."""
+    return [name for name, block in find_blocks(model).items()
+            if not (block.spec.check and block.spec.check(block.module))]
 
 
 def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModule]:
@@ -57,7 +55,8 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
         model = model.backbone
     entries, defaults = resolve_placement(blocks, CP_PRESETS, "blocks")
     for entry in entries:  # every option checked before any block is looked at
-        _check_options({**defaults, **cp_cfg, **split_block_entry(entry)[1]})
+        check_known_options("insert_cp", {**defaults, **cp_cfg, **split_block_entry(entry)[1]},
+                            CP_OPTIONS)
     reference = next(model.parameters(), None)
     factory = {} if reference is None else dict(device=reference.device, dtype=reference.dtype)
 
@@ -68,9 +67,3 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
                            what="a CP module")
     return {site.block_name: site.module for site in sites}
 
-
-def _check_options(options: Mapping) -> None:
-    unknown = sorted(set(options) - set(CP_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown CPModule option(s) {unknown}; valid options: "
-                        f"{', '.join(CP_OPTIONS)}")

@@ -18,9 +18,11 @@ import timm
 from timm.models import FeatureGraphNet, register_model
 from torch import nn
 
-from cp_plugin.presets import CP_PRESETS
+from cp_plugin.cp_module import CP_OPTIONS
+from cp_plugin.presets import CP_PRESETS, resolve_placement
+from cp_plugin.validation import unknown_name_message
 
-from .insert import CP_OPTIONS, BlockList, insert_cp
+from .insert import BlockList, insert_cp
 from .video import DEFAULT_NUM_FRAMES, VideoFeatures, VideoModel
 
 
@@ -52,8 +54,8 @@ def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrain
     for key in [k for k in kwargs if k.startswith("cp_")]:
         option = key[len("cp_"):]
         if option not in CP_OPTIONS:
-            raise TypeError(f"unknown CP keyword {key!r}; valid: cp_blocks, cp_cfg, "
-                            f"{', '.join('cp_' + o for o in CP_OPTIONS)}")
+            valid = ["cp_blocks", "cp_cfg", *("cp_" + o for o in CP_OPTIONS)]
+            raise TypeError(unknown_name_message("create_video_model", key, valid, "CP keyword"))
         if option in cp_cfg:
             raise TypeError(f"{option!r} is given twice, as {key}= and in cp_cfg; give it once")
         cp_cfg[option] = kwargs.pop(key)
@@ -65,6 +67,7 @@ def create_video_model(model_name: str, cp_blocks: BlockList = None, *, pretrain
                 f"({', '.join(CP_PRESETS)}) or block names such as ['layer3.0', 'layer3.1'] "
                 f"([] for no CP module)")
         cp_blocks = base_name
+    resolve_placement(cp_blocks, CP_PRESETS, "cp_blocks")  # a wrong name refused before building
 
     if kwargs.get("features_only") and kwargs.get("feature_cls") == "fx":
         return _fx_features(model_name, cp_blocks, cp_cfg, pretrained, num_frames, kwargs)

@@ -17,6 +17,7 @@ from torch import nn
 from cp_plugin.call_layout import ClipLayout, clip_layout, keep_layout_for_recompute
 from cp_plugin.layout import frames_to_video, video_to_frames
 from cp_plugin.state_dict import hide_child_in_state_dict
+from cp_plugin.validation import check_clips, input_channels
 
 POOLS = ("avg", "max")
 #: The clip length a video model is meant for unless told otherwise: the paper's 8-frame clips.
@@ -49,12 +50,7 @@ class ClipsAsFrames(nn.Module):
     def _run(self, function, x: torch.Tensor):
         """``function`` (the image model or one of its methods) on the frames of clips ``x``;
         returns its output and the layout, every CP site seeing that layout meanwhile."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"{type(self).__name__} takes clips x of shape (N, C, T, H, W), got {shape}; "
-                f"add a batch dim for one clip, or use cp_plugin.frames_to_video(x, T) on "
-                f"(N*T, C, H, W) frames.")
+        check_clips(x, "x", type(self).__name__, input_channels(self.backbone))
         layout = ClipLayout(num_clips=x.shape[0], input_frames=x.shape[2])
         with clip_layout(self.backbone, layout):
             out = function(video_to_frames(x))

@@ -13,6 +13,7 @@ import torch
 
 from ..cp_module import CPModule
 from ..knn import other_frame_knn
+from ..validation import check_clips
 
 __all__ = ["Proposals", "inspect_proposals"]
 
@@ -51,9 +52,7 @@ def inspect_proposals(module: CPModule, video: torch.Tensor) -> Proposals:
     """
     if not isinstance(module, CPModule):
         raise TypeError(f"module must be a CPModule, got {type(module).__name__}")
-    if not isinstance(video, torch.Tensor) or video.dim() != 5:
-        raise ValueError(f"video must be (N, C, T, H, W), got "
-                         f"{tuple(video.shape) if isinstance(video, torch.Tensor) else video!r}")
+    check_clips(video, "video", "inspect_proposals", module.in_channels)
     points, grid = module.search_points(module.as_video(video))
     neighbours = other_frame_knn(points, grid[0], module.k)
     embeddings = module.mlp.embed_pairs(points, grid=grid, neighbours=neighbours)  # (N, P, k, C_last)

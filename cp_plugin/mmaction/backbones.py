@@ -1,7 +1,7 @@
 """mmaction2 backbones with modules inside their residual blocks: ``VideoBackbone``, ``CPBackbone``."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from mmaction.models.backbones import C2D
@@ -17,6 +17,8 @@ from ..insertion import find_blocks, insert_modules, insertion_sites, sites_remo
 from ..layout import frames_per_clip, frames_to_video, video_to_frames
 from ..presets import CP_PRESETS, NONLOCAL_PRESETS, resolve_placement
 from ..state_dict import hide_child_in_state_dict
+from ..validation import (argument_names, check_known_options, takes_any_keyword,
+                          unknown_name_message)
 
 # Presets by the type of the inserted module.
 PRESETS_BY_TYPE = {"CPModule": CP_PRESETS, "NonLocal3d": NONLOCAL_PRESETS,
@@ -76,7 +78,8 @@ class VideoBackbone(BaseModule):
 
     def __init__(self, backbone: dict, insertions: Sequence[dict] = (),
                  num_segments: Optional[int] = None, test_num_segments: Optional[int] = None,
-                 inserted_norm_eval: bool = False, init_cfg=None) -> None:
+                 inserted_norm_eval: bool = False, init_cfg=None, **unknown) -> None:
+        check_known_options(type(self).__name__, unknown, argument_names(type(self)))
         super().__init__(init_cfg=init_cfg)
         self.inserted_norm_eval = inserted_norm_eval
         self.backbone = MODELS.build(backbone)
@@ -84,17 +87,32 @@ class VideoBackbone(BaseModule):
         self.num_segments = num_segments or getattr(self.backbone, "num_segments", None)
         self.test_num_segments = test_num_segments or self.num_segments
         for index, insertion in enumerate(insertions):
-            self._insert(dict(insertion), f"insertions[{index}]")
+            self._insert(dict(insertion), *self._config_keys(index))
         hide_child_in_state_dict(self)
 
-    def _insert(self, insertion: dict, where: str) -> None:
+    def _config_keys(self, index: int) -> Tuple[str, str]:
+        """How the user's config names the blocks and the module of ``insertions[index]``."""
+        where = f"{type(self).__name__}.insertions[{index}]"
+        return f"{where}.blocks", f"{where}.module"
+
+    def _insert(self, insertion: dict, blocks_key: str, module_key: str) -> None:
+        where = blocks_key.rsplit(".", 1)[0]
         unknown = set(insertion) - {"blocks", "position", "module"}
         if unknown or "module" not in insertion:
             raise ValueError(f"{where} must be dict(blocks=..., position=..., module=dict(type=...)), "
                              f"got keys {sorted(insertion)}")
         module_cfg = dict(insertion["module"])
-        presets = PRESETS_BY_TYPE.get(str(module_cfg.get("type")), {})
-        blocks, defaults = resolve_placement(insertion.get("blocks"), presets, f"{where}.blocks")
+        module_type = module_cfg.get("type")
+        module_class = MODELS.get(module_type) if isinstance(module_type, str) else module_type
+        if module_class is None:
+            raise KeyError(unknown_name_message(
+                f"{module_key}.type", module_type, MODELS.module_dict, "module type",
+                listed=f"any name in mmaction2's MODELS registry, e.g. {', '.join(PRESETS_BY_TYPE)}"))
+        if isinstance(module_class, type) and not takes_any_keyword(module_class):
+            check_known_options(module_key, set(module_cfg) - {"type"},
+                                [n for n in argument_names(module_class) if n != "in_channels"])
+        presets = PRESETS_BY_TYPE.get(str(module_type), {})
+        blocks, defaults = resolve_placement(insertion.get("blocks"), presets, blocks_key)
 
         def build(channels: int, overrides: dict) -> nn.Module:
             return MODELS.build({**defaults, **module_cfg, **overrides, "in_channels": channels})
@@ -198,7 +216,17 @@ class CPBackbone(VideoBackbone):
     """
 
     def __init__(self, backbone: dict, cp_blocks: Union[str, Sequence] = "resnet18",
-                 cp_cfg: Optional[dict] = None, insertions: Sequence[dict] = (), **kwargs) -> None:
+                 cp_cfg: Optional[dict] = None, insertions: Sequence[dict] = (),
+                 num_segments: Optional[int] = None, test_num_segments: Optional[int] = None,
+                 inserted_norm_eval: bool = False, init_cfg=None, **unknown) -> None:
+        check_known_options(type(self).__name__, unknown, argument_names(type(self)))
         cp = dict(blocks=cp_blocks, position="before_activation",
                   module=dict(type="CPModule", **(cp_cfg or {})))
-        super().__init__(backbone, insertions=[cp, *insertions], **kwargs)
+        super().__init__(backbone, insertions=[cp, *insertions], num_segments=num_segments,
+                         test_num_segments=test_num_segments,
+                         inserted_norm_eval=inserted_norm_eval, init_cfg=init_cfg)
+
+    def _config_keys(self, index: int) -> Tuple[str, str]:
+        if index == 0:  # the CP modules
+            return f"{type(self).__name__}.cp_blocks", f"{type(self).__name__}.cp_cfg"
+        return super()._config_keys(index - 1)

@@ -11,6 +11,7 @@ from mmaction.models import Recognizer2D, Recognizer3D
 from mmengine.runner import load_checkpoint
 from torch import nn
 
+from ..validation import check_clips, input_channels
 from .compat import mmengine_checkpoints_allowed
 
 
@@ -55,9 +56,7 @@ class ClipRecognizer(nn.Module):
         self.recognizer = recognizer
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if not isinstance(clips, torch.Tensor) or clips.dim() != 5:
-            shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
-            raise ValueError(f"clips must be (N, C, T, H, W), got {shape}")
+        check_clips(clips, "clips", type(self).__name__, input_channels(self.recognizer.backbone))
         if isinstance(self.recognizer, Recognizer2D):
             # (N, T, C, H, W): T segments, contiguous for Recognizer2D's view into frames.
             inputs = clips.transpose(1, 2).contiguous()

@@ -16,7 +16,7 @@ from typing import Optional, Union
 import torch
 
 from ..cp_module import CPModule
-from ..validation import check_positive_int
+from ..validation import argument_names, check_known_options, check_positive_int
 
 __all__ = ["CPNeck"]
 
@@ -55,6 +55,8 @@ class CPNeck(CPModule):
 
     def __init__(self, in_channels: int, index: int = -1, num_segments: Optional[int] = None,
                  **cp_options) -> None:
+        check_known_options("CPNeck", cp_options, argument_names(CPNeck) + [
+            name for name in argument_names(CPModule) if name != "in_channels"])
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"index must be an int (which backbone output), got {index!r}")
         super().__init__(in_channels, **cp_options)

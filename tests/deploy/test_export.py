@@ -57,8 +57,11 @@ def test_torch_export_keeps_batch_frames_and_size_symbolic():
 
 def test_export_refuses_what_it_cannot_export():
     model = timm_cpnet()
-    with pytest.raises(ValueError, match=r"clips \(N, C, T, H, W\), got \(4, 3, 64, 64\)"):
+    with pytest.raises(ValueError, match=r"example must be clips \(N, C, T, H, W\), got 4 dims "
+                                         r"\(4, 3, 64, 64\)"):
         export_program(model, torch.zeros(4, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"looks like clips in \(N, T, C, H, W\) order"):
+        export_program(model, torch.zeros(1, 4, 3, 64, 64))
     with pytest.raises(ValueError, match="dynamic names unknown dims \\['time'\\]"):
         clip_dynamic_shapes(["batch", "time"])
     model.train()

@@ -217,12 +217,39 @@ def test_registry_names():
     (dict(cp_blocks=["layer9.0"]), r"no block named 'layer9.0'; valid block names: layer1.0, "),
     (dict(cp_blocks=["layer2"]), r"'layer2' \(torch\.nn\..*Sequential\) cannot take a CPModule: "
                                  r"Sequential is not a registered residual-block class"),
-    (dict(cp_blocks="resnet1000"), r"unknown insertions\[0\].blocks preset 'resnet1000'"),
+    (dict(cp_blocks="resnet152"), r"^CPBackbone\.cp_blocks: unknown preset 'resnet152' \(did you "
+                                  r"mean 'resnet50'\?\); valid presets: resnet18, resnet18-6cp, "),
     (dict(cp_blocks=[3]), r"each block entry must be a name"),
 ])
 def test_bad_block_selection(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         MODELS.build(dict(type="CPBackbone", backbone=INNER["ResNet"], **kwargs))
+
+
+NON_LOCAL = dict(blocks="resnet18", module=dict(type="NonLocal3d"))
+
+
+@pytest.mark.parametrize("cfg,match", [
+    (dict(type="CPBackbone", cp_cfg=dict(kk=4)),
+     r"^CPBackbone\.cp_cfg: unknown option 'kk' \(did you mean 'k'\?\); valid options: k, "
+     r"mlp_channels, bottleneck_channels, shrink, num_frames, knn_chunk_size, checkpoint_pairs, "),
+    (dict(type="CPBackbone", cp_block="resnet50"),
+     r"^CPBackbone: unknown option 'cp_block' \(did you mean 'cp_blocks'\?\); valid options: "
+     r"backbone, cp_blocks, cp_cfg, insertions, num_segments, "),
+    (dict(type="VideoBackbone", num_segment=3),
+     r"^VideoBackbone: unknown option 'num_segment' \(did you mean 'num_segments'\?\)"),
+    (dict(type="CPBackbone", insertions=[NON_LOCAL, dict(NON_LOCAL, blocks="resnet51")]),
+     r"^CPBackbone\.insertions\[1\]\.blocks: unknown preset 'resnet51' \(did you mean"),
+    (dict(type="VideoBackbone", insertions=[dict(blocks=["layer3.0"],
+                                                 module=dict(type="CPModule", kk=4))]),
+     r"^VideoBackbone\.insertions\[0\]\.module: unknown option 'kk' \(did you mean 'k'\?\)"),
+    (dict(type="VideoBackbone", insertions=[dict(blocks=["layer3.0"], module=dict(type="CPModul"))]),
+     r"VideoBackbone\.insertions\[0\]\.module\.type: unknown module type 'CPModul' \(did you "
+     r"mean 'CPModule'\?\); valid module types: any name in mmaction2's MODELS registry"),
+])
+def test_unknown_options_are_named_by_their_config_keys(cfg, match):
+    with pytest.raises((TypeError, ValueError, KeyError), match=match):
+        MODELS.build(dict(cfg, backbone=INNER["ResNet"]))
 
 
 def test_backbone_without_supported_blocks():

@@ -200,8 +200,12 @@ def test_bad_arguments():
         CPNeck(8, index="last")
     with pytest.raises(ValueError, match="num_segments must be >= 2"):
         CPNeck(8, num_segments=1)
-    with pytest.raises(ValueError, match="in_channels=8"):
+    with pytest.raises(ValueError, match=r"^CPNeck: x of shape \(1, 16, 2, 3, 3\) has 16 channels "
+                                         r"\(dim 1\), CPNeck takes 8; build it with in_channels=16"):
         CPNeck(8)(torch.randn(1, 16, 2, 3, 3))
+    with pytest.raises(TypeError, match=r"^CPNeck: unknown option 'kk' \(did you mean 'k'\?\); "
+                                        r"valid options: in_channels, index, num_segments, k, "):
+        CPNeck(8, kk=3)
     assert "index=-1, num_segments=4" in repr(CPNeck(8, num_segments=4))
 
 

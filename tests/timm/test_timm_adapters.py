@@ -274,11 +274,12 @@ def test_bad_selections_leave_the_model_unchanged():
     with pytest.raises(UnsupportedBlockError,
                        match=r"'layer3' \(torch\.nn.*Sequential\).*register_block"):
         insert_cp(model, ["layer2.0", "layer3"])
-    with pytest.raises(TypeError, match="unknown CPModule option.*'kk'"):
+    with pytest.raises(TypeError, match=r"^insert_cp: unknown option 'kk' \(did you mean 'k'\?\)"):
         insert_cp(model, "resnet18", kk=3)
     with pytest.raises(ValueError, match="k must be >= 1"):
         insert_cp(model, ["layer2.0", dict(block="layer3.0", k=0)])
-    with pytest.raises(ValueError, match="unknown blocks preset 'resnet19'"):
+    with pytest.raises(ValueError, match=r"^blocks: unknown preset 'resnet19' \(did you mean "
+                                         r"'resnet18'\?\)"):
         insert_cp(model, "resnet19")
     assert not list(insertion_sites(model))
     video = VideoModel(model)
@@ -384,11 +385,31 @@ def test_trained_at_8_frames_evaluates_at_16():
         assert_every_cp_acts(model, x)  # the trained CP acts at T=16
 
 
+
+def test_candidate_blocks_are_the_blocks_that_take_cp():
+    """EfficientNet's blocks that change shape have no residual add: not candidates."""
+    model = timm.create_model("efficientnet_b0")
+    candidates = timm_adapters.candidate_blocks(model)
+    assert "blocks.1.1" in candidates
+    assert not {"blocks.0.0", "blocks.1.0", "blocks.6.0"} & set(candidates)
+    assert len(insert_cp(model, candidates, k=2)) == len(candidates)  # every one takes CP
+
 def test_wrapper_rejects_frames():
     model = timm.create_model("cpnet_resnet18")
-    with pytest.raises(ValueError,
-                       match=r"clips x of shape \(N, C, T, H, W\), got \(8, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"^VideoModel: x must be clips \(N, C, T, H, W\), got 4 "
+                                         r"dims \(8, 3, 32, 32\)"):
         model(torch.zeros(8, 3, 32, 32))
+
+
+def test_clips_in_the_wrong_order_are_answered_with_the_permute():
+    model = timm.create_model("cpnet_resnet18")
+    with pytest.raises(ValueError, match=r"^VideoModel: x of shape \(2, 8, 3, 32, 32\) looks like "
+                                         r"clips in \(N, T, C, H, W\) order; VideoModel takes "
+                                         r"\(N, C, T, H, W\): pass x\.permute\(0, 2, 1, 3, 4\)"):
+        model(torch.zeros(2, 8, 3, 32, 32))
+    gray = timm_adapters.create_video_model("resnet18", [], in_chans=1)
+    with pytest.raises(ValueError, match=r"has 3 channels \(dim 1\), VideoModel takes 1"):
+        gray(torch.zeros(2, 3, 4, 32, 32))
 
 
 def test_timm_model_api():
@@ -589,8 +610,11 @@ def test_cp_keywords_of_the_model_names():
     (cp,) = cp_modules(model)
     assert (cp.k, cp.mlp_channels, cp.in_channels) == (2, (16,), 256)
     assert not cp_modules(timm.create_model("cpnet_resnet18", cp_blocks=[]))
-    with pytest.raises(TypeError, match="unknown CP keyword 'cp_kay'"):
+    with pytest.raises(TypeError, match=r"^create_video_model: unknown CP keyword 'cp_kay' \(did "
+                                        r"you mean 'cp_k'\?\); valid CP keywords: cp_blocks, "):
         timm.create_model("cpnet_resnet18", cp_kay=2)
+    with pytest.raises(ValueError, match=r"^cp_blocks: unknown preset 'resnet152'"):
+        create_video_model("resnet50", cp_blocks="resnet152")
     with pytest.raises(TypeError, match="given twice"):
         timm.create_model("cpnet_resnet18", cp_k=2, cp_cfg=dict(k=3))
     with pytest.raises(ValueError, match="cp_blocks is required for 'seresnet50'"):
