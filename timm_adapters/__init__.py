@@ -10,6 +10,8 @@ enters timm's residual blocks in cp_plugin's block table (:mod:`.catalogue`); no
 - :class:`VideoModel` runs the image model on clips (N, C, T, H, W) (C2D) with timm's model API;
   :class:`VideoFeatures` does the same for ``features_only`` models.
 - :func:`create_video_model` does both for any timm model name.
+- :func:`load_video_model` builds one from a checkpoint (its class count read there);
+  :func:`clip_from_video` turns a video file into its input.
 """
 try:
     import timm  # noqa: F401
@@ -22,6 +24,7 @@ except ImportError as error:
 from cp_plugin.blocks import (BlockSpec, UnsupportedBlockError, refuse_block, register_block,
                               supported_blocks)
 
+from .deploy import clip_from_video, load_video_model
 from .insert import candidate_blocks, insert_cp
 from .models import (cpnet_resnet18, cpnet_resnet34, cpnet_resnet50, cpnet_resnet101,
                      create_video_model)
@@ -34,4 +37,4 @@ TimmBlock = BlockSpec
 __all__ = ["insert_cp", "register_block", "refuse_block", "supported_blocks", "candidate_blocks",
            "probe_blocks", "TimmBlock", "UnsupportedBlockError", "VideoModel",
            "VideoFeatures", "create_video_model", "cpnet_resnet18", "cpnet_resnet34",
-           "cpnet_resnet50", "cpnet_resnet101"]
+           "cpnet_resnet50", "cpnet_resnet101", "load_video_model", "clip_from_video"]

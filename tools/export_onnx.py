@@ -15,24 +15,22 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import List, Sequence
 
 import torch
 from torch import nn
 
-import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
 from cp_plugin.export import DYNAMIC_DIMS, export_onnx, onnx_difference
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: model loading
-from tools.visualize_proposals import load_timm_model  # noqa: E402
 
 
 def load_model(args) -> nn.Module:
     """The model to export, in eval mode: an mmaction2 recognizer as clips -> scores, or a timm
     video model."""
     if args.timm_model:
-        return load_timm_model(args.timm_model, args.timm_checkpoint, args.num_classes)
+        from timm_adapters import load_video_model
+
+        return load_video_model(args.timm_model, args.timm_checkpoint, args.num_classes)
+    import cp_plugin.mmaction  # noqa: F401  (repairs the mmaction2 install, registers our modules)
     from cp_plugin.mmaction.deploy import ClipRecognizer, load_recognizer
 
     return ClipRecognizer(load_recognizer(args.config, args.checkpoint)).eval()

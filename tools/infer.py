@@ -9,23 +9,19 @@ With ``--timm-model``, ``--num-frames`` frames spread over the video are resized
 by the model's timm data config, and the scores are the softmax of its logits. Class names come
 from ``--label-file`` (one per line, in class order), else from the test dataset's metainfo
 ``classes``, else they are class indices. ``--proposals`` writes the Figure-5 picture of the
-last CP module for this video (see tools/visualize_proposals.py). Also importable: :func:`main`.
+last CP module for this video (see tools/visualize_proposals.py). The work is the library's:
+``cp_plugin.mmaction.deploy`` and ``timm_adapters.deploy``.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os.path as osp
-import sys
 from typing import List, Optional, Sequence
 
 import torch
 
-import cp_plugin.mmaction  # noqa: F401  (first: repairs the mmaction2 install, registers our modules)
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)  # tools/: the proposal picture's helpers
-from tools.visualize_proposals import (load_timm_model, mmaction_sample,  # noqa: E402
-                                       timm_sample, visualize_proposals)
+from cp_plugin.analysis import visualize_proposals
 
 
 def read_labels(path: str) -> List[str]:
@@ -85,19 +81,21 @@ def main(argv=None) -> dict:
     names = read_labels(args.label_file) if args.label_file else None
 
     if args.timm_model:
-        model = load_timm_model(args.timm_model, args.timm_checkpoint, args.num_classes)
-        run, frames = timm_sample(model, video, args.num_frames)
+        from timm_adapters import clip_from_video, load_video_model
+
+        model = load_video_model(args.timm_model, args.timm_checkpoint, args.num_classes)
+        clip, frames = clip_from_video(model, video, args.num_frames)
+        run = functools.partial(model, clip)
         with torch.no_grad():
             scores = run().softmax(-1)[0]
     else:
-        from mmaction.apis import inference_recognizer
-
-        from cp_plugin.mmaction.deploy import load_recognizer
+        import cp_plugin.mmaction  # noqa: F401  (repairs the mmaction2 install, registers our modules)
+        from cp_plugin.mmaction.deploy import load_recognizer, recognize_video
 
         config, checkpoint = args.inputs[:2]
         model = load_recognizer(config, checkpoint)
         names = names if names is not None else dataset_classes(model.cfg)
-        scores = inference_recognizer(model, video).pred_score.float()
+        scores = recognize_video(model, video)
     top = top_classes(scores, names, args.top)
     width = max(len(name) for _, name, _ in top)
     print(f"{osp.basename(video)}: top {len(top)} of {scores.numel()} classes")
@@ -107,7 +105,9 @@ def main(argv=None) -> dict:
 
     if args.proposals:
         if not args.timm_model:
-            run, frames = mmaction_sample(model, model.cfg, video=video)
+            from cp_plugin.mmaction.deploy import recognizer_sample
+
+            run, frames = recognizer_sample(model, video=video)
         result["proposals"] = visualize_proposals(model, run, frames, args.proposals,
                                                   title=f"{osp.basename(video)}: {top[0][1]}")
         print(f"wrote {args.proposals}")

@@ -1,9 +1,9 @@
-"""Trained recognizers out of training: loaded by mmaction2's own API, and as a plain
-``clips -> class scores`` module for torch.export and ONNX."""
+"""Trained recognizers out of training: loaded by mmaction2's own API, run on a video file or a
+dataset sample, and as a plain ``clips -> class scores`` module for torch.export and ONNX."""
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from mmaction.apis import init_recognizer
@@ -11,6 +11,7 @@ from mmaction.models import Recognizer2D, Recognizer3D
 from mmengine.runner import load_checkpoint
 from torch import nn
 
+from ..read_errors import naming_the_file
 from ..validation import check_clips, input_channels
 from .compat import mmengine_checkpoints_allowed
 
@@ -31,6 +32,50 @@ def load_recognizer(config, checkpoint: Optional[str] = None, device: str = "cpu
             load_checkpoint(model, checkpoint, map_location=device, strict=True)
     return model
 
+
+
+def recognize_video(recognizer: nn.Module, video: str) -> torch.Tensor:
+    """Class probabilities (num_classes,) of ``recognizer`` (from :func:`load_recognizer`) for a
+    video file, through mmaction2's ``inference_recognizer`` and the config's test pipeline.
+    A file that cannot be read raises :class:`cp_plugin.read_errors.FileReadError` naming it."""
+    from mmaction.apis import inference_recognizer
+
+    if not osp.isfile(video):
+        raise FileNotFoundError(f"video {video!r} does not exist")
+    with naming_the_file(video, "video"):
+        return inference_recognizer(recognizer, video).pred_score.float()
+
+
+def recognizer_sample(recognizer: nn.Module, video: Optional[str] = None,
+                      toy_index: Optional[int] = None) -> Tuple[Callable[[], object], torch.Tensor]:
+    """(run, frames) for one sample: a video file through the config's test pipeline, or sample
+    ``toy_index`` of its validation set. ``run()`` runs ``recognizer`` (from
+    :func:`load_recognizer`) on the sample's first view; ``frames`` (T, H, W, C) in 0..1 are
+    that view's frames for display (every view's, for 2D recognizers)."""
+    from mmaction.registry import DATASETS
+    from mmengine.dataset import Compose
+
+    cfg = recognizer.cfg
+    if (video is None) == (toy_index is None):
+        raise ValueError("give exactly one of video (a file) and toy_index (a dataset sample)")
+    if video is not None:
+        if not osp.isfile(video):
+            raise FileNotFoundError(f"video {video!r} does not exist")
+        pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+        with naming_the_file(video, "video"):
+            sample = pipeline(dict(filename=video, label=-1, start_index=0, modality="RGB"))
+    else:
+        sample = DATASETS.build(cfg.val_dataloader.dataset)[toy_index]
+    inputs = sample["inputs"]
+    if inputs.dim() == 5:  # (views, C, T, H, W): the first view is enough to draw
+        inputs = inputs[:1]
+        frames = inputs[0].permute(1, 2, 3, 0)
+    else:  # (views * T, C, H, W) for 2D recognizers: every view, the first clip drawn
+        frames = inputs.permute(0, 2, 3, 1)
+    batch = recognizer.data_preprocessor(
+        dict(inputs=[inputs], data_samples=[sample["data_samples"]]), False)
+    return (lambda: recognizer(batch["inputs"], batch["data_samples"], mode="tensor"),
+            frames.float() / 255)
 
 class ClipRecognizer(nn.Module):
     """Backbone, neck and head of an mmaction2 recognizer on one view per sample.

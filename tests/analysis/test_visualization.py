@@ -1,4 +1,6 @@
-"""tools/visualize_proposals.py: the A(i0) sets it draws, against a brute-force computation."""
+"""Figure 5 (cp_plugin.analysis.visualize_proposals and its tool): the A(i0) sets drawn, against a
+brute-force computation."""
+import functools
 import os
 
 import matplotlib.image
@@ -6,9 +8,13 @@ import pytest
 import torch
 from mmengine.config import Config
 
+import cp_plugin.mmaction  # noqa: F401  (registers our modules)
 from cp_plugin import CPModule
+from cp_plugin.analysis import visualize_proposals
+from cp_plugin.analysis.figure import capture_input
 from cp_plugin.layout import frame_coordinates
 from cp_plugin.testing import search_rounding_bound
+from cp_plugin.mmaction.deploy import load_recognizer, recognizer_sample
 from shrink import shrink_config
 from tools import visualize_proposals as tool
 
@@ -44,7 +50,7 @@ def brute_force(module: CPModule, video: torch.Tensor, query: int, proposals):
 def checkpoint_of(cfg, path, seed=0):
     """A checkpoint of ``cfg``'s model whose CP modules change the features (output BN != 0)."""
     torch.manual_seed(seed)  # before building: the weights must not depend on earlier tests
-    model, _ = tool.load_mmaction_model(cfg, None)
+    model = load_recognizer(cfg)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "out_norm.weight" in name:
@@ -57,7 +63,7 @@ def check_drawing(result, model, run, png):
     """A(i0) and the proposals equal the brute force; the PNG holds the frames, red arrows, and
     blue ones exactly when some proposal is discarded. Returns whether one was."""
     module = dict(model.named_modules())[result["module"]]
-    video = tool.capture_input(module, run)
+    video = capture_input(module, run)
     grid = result["grid"]
     with torch.no_grad():
         bound = search_rounding_bound(module.search_points(video[:1])[0])
@@ -87,8 +93,8 @@ def test_toy_cpnet_checkpoint(tmp_path):
     result = tool.main([TOY_CPNET, checkpoint, "--toy-index", "3", "--out", png,
                         "--num-queries", "4"])
     assert result["module"] == "backbone.layers.1" and len(result["queries"]) == 4
-    model, cfg = tool.load_mmaction_model(TOY_CPNET, checkpoint)
-    run, _ = tool.mmaction_sample(model, cfg, toy_index=3)
+    model = load_recognizer(TOY_CPNET, checkpoint)
+    run, _ = recognizer_sample(model, toy_index=3)
     assert check_drawing(result, model, run, png)  # with k=4 of 32 channels, some lose all
 
 
@@ -105,27 +111,27 @@ def test_mmaction_cpnet_r18_on_a_generated_video(tmp_path, video_data, rawframe_
                         "--module", module, "--query", "3", "1", "2", "--query", "0", "0", "0",
                         "--out", png])
     assert result["queries"] == [(3, 1, 2), (0, 0, 0)]
-    model, cfg = tool.load_mmaction_model(str(config), checkpoint)
-    run, _ = tool.mmaction_sample(model, cfg, video=str(video_data / "clip_1.mp4"))
+    model = load_recognizer(str(config), checkpoint)
+    run, _ = recognizer_sample(model, video=str(video_data / "clip_1.mp4"))
     check_drawing(result, model, run, png)
 
 
 def test_bad_requests(tmp_path):
     cfg = Config.fromfile(TOY_CPNET)
-    model, cfg = tool.load_mmaction_model(cfg, None)
-    run, frames = tool.mmaction_sample(model, cfg, toy_index=0)
+    model = load_recognizer(cfg)
+    run, frames = recognizer_sample(model, toy_index=0)
     with pytest.raises(ValueError, match=r"no CP module named 'layer9'; this model's are: backbone.layers.1"):
-        tool.visualize_proposals(model, run, frames, str(tmp_path / "x.png"), module="layer9")
+        visualize_proposals(model, run, frames, str(tmp_path / "x.png"), module="layer9")
     with pytest.raises(ValueError, match=r"query \(4, 0, 0\) is outside the search grid"):
-        tool.visualize_proposals(model, run, frames, str(tmp_path / "x.png"), queries=[(4, 0, 0)])
+        visualize_proposals(model, run, frames, str(tmp_path / "x.png"), queries=[(4, 0, 0)])
     with pytest.raises(FileNotFoundError, match="video 'missing.mp4' does not exist"):
-        tool.mmaction_sample(model, cfg, video="missing.mp4")
+        recognizer_sample(model, video="missing.mp4")
 
 
 def test_timm_cpnet_on_a_video_file(tmp_path, video_data):
     import timm
 
-    import timm_adapters  # noqa: F401  (registers the cpnet_* names)
+    import timm_adapters
 
     torch.manual_seed(0)
     model = timm.create_model("cpnet_resnet18")
@@ -137,5 +143,6 @@ def test_timm_cpnet_on_a_video_file(tmp_path, video_data):
                         "--video", video, "--num-frames", "4", "--out", png])
     assert result["module"].endswith("layer3.1.act2.module") and result["grid"] == (4, 14, 14)
     model.load_state_dict(torch.load(checkpoint))
-    run, _ = tool.timm_sample(model.eval(), video, 4)
+    clip, _ = timm_adapters.clip_from_video(model.eval(), video, 4)
+    run = functools.partial(model, clip)
     check_drawing(result, model, run, png)

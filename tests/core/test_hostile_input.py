@@ -176,3 +176,15 @@ def test_config_with_unknown_cp_block_name(tmp_path):
     cfg.model.backbone.cp_blocks = ["layer2.0", "layer3.7"]
     with pytest.raises(ValueError, match=r"no block named 'layer3.7'; valid block names: layer1.0"):
         MODELS.build(cfg.model)
+
+
+def test_read_errors_name_the_file_and_other_errors_pass():
+    from cp_plugin.read_errors import FileReadError, naming_the_file
+
+    with pytest.raises(FileReadError, match=r"could not read video 'a\.mp4': OSError: gone") as caught:
+        with naming_the_file("a.mp4", "video"):
+            raise OSError("gone")
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(KeyError):
+        with naming_the_file("a.mp4", "video"):
+            raise KeyError("not a read error")

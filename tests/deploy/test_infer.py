@@ -94,6 +94,16 @@ def test_class_names_from_the_dataset_metainfo_and_errors(trained_cpnet, video_d
         infer.main([config, partial, video])
 
 
+def test_mmaction_read_errors_name_the_video(trained_cpnet, damaged_clip):
+    from cp_plugin.read_errors import FileReadError
+    from tools import infer
+
+    config, checkpoint, _ = trained_cpnet
+    # The shipped configs' NameReadFailures names it first (a sample of no dataset: index '?').
+    with pytest.raises(FileReadError, match=rf"could not read .*{damaged_clip}"):
+        infer.main([config, checkpoint, damaged_clip])
+
+
 def test_timm_model_on_a_video(tmp_path, video_data):
     import timm
     import timm_adapters  # noqa: F401
@@ -110,3 +120,47 @@ def test_timm_model_on_a_video(tmp_path, video_data):
                          "--label-file", str(labels), str(video_data / "clip_2.mp4")])
     assert_probabilities(result["scores"])
     assert sorted(name for _, name, _ in result["top"]) == ["p", "q", "r"]
+
+
+REAL_CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                         "real_clip_pool_cleaning.mp4")
+
+
+@pytest.fixture
+def damaged_clip(tmp_path):
+    """The real camera clip cut to its first 200 kB: its header promises frames it lacks."""
+    if not os.path.isfile(REAL_CLIP):
+        pytest.skip(f"the shared real clip is absent here ({REAL_CLIP})")
+    path = tmp_path / "damaged.mp4"
+    with open(REAL_CLIP, "rb") as f:
+        path.write_bytes(f.read(200_000))
+    return str(path)
+
+
+def test_timm_checkpoint_gives_its_class_count_and_read_errors_name_the_file(
+        tmp_path, damaged_clip):
+    from timm_adapters import clip_from_video, load_video_model
+    from cp_plugin.read_errors import FileReadError
+
+    import timm
+
+    torch.manual_seed(0)
+    model = activate_cp(timm.create_model("cpnet_resnet18", num_classes=2)).eval()
+    checkpoint = str(tmp_path / "two_classes.pth")
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    loaded = load_video_model("cpnet_resnet18", checkpoint)
+    assert loaded.num_classes == 2
+    clip, frames = clip_from_video(loaded, REAL_CLIP, num_frames=4)
+    assert clip.shape == (1, 3, 4, 224, 224) and frames.shape == (4, 224, 224, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip), model(clip), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=rf"checkpoint '{checkpoint}' scores 2 classes .* "
+                                         rf"num_classes=5 was asked for"):
+        load_video_model("cpnet_resnet18", checkpoint, num_classes=5)
+
+    with pytest.raises(FileReadError, match=rf"could not read video '{damaged_clip}'"):
+        clip_from_video(loaded, damaged_clip, num_frames=8)
+    damaged_checkpoint = tmp_path / "damaged.pth"
+    damaged_checkpoint.write_bytes(open(checkpoint, "rb").read()[:5000])
+    with pytest.raises(FileReadError, match=rf"could not read checkpoint '{damaged_checkpoint}'"):
+        load_video_model("cpnet_resnet18", str(damaged_checkpoint))

@@ -13,25 +13,13 @@ from __future__ import annotations
 from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
+from ...read_errors import FileReadError, read_errors
+
 #: Keys under which mmaction2's datasets keep a sample's file or folder, in order of preference.
 _SOURCE_KEYS = ("filename", "frame_dir", "audio_path", "img_path")
 
 
-def _read_errors() -> tuple:
-    """What readers and decoders raise for a missing, short or damaged file."""
-    errors = [OSError, EOFError, RuntimeError]
-    for module, name in (("decord._ffi.base", "DECORDError"), ("cv2", "error")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-READ_ERRORS = _read_errors()
-
-
-class SampleLoadError(RuntimeError):
+class SampleLoadError(FileReadError):
     """A dataset sample could not be read or decoded; the message names its file."""
 
 
@@ -57,7 +45,7 @@ class NameReadFailures(BaseTransform):
     def transform(self, results: dict) -> dict:
         try:
             return self.step(results)
-        except READ_ERRORS as error:
+        except read_errors() as error:
             source = next((results[key] for key in _SOURCE_KEYS if key in results), None)
             raise SampleLoadError(
                 f"could not read sample {results.get('sample_idx', '?')} "
