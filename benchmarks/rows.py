@@ -14,7 +14,7 @@ import torch
 from cp_plugin import CPModule, other_frame_knn, reference
 from cp_plugin.testing import gpu_paths
 
-from .measure import (alternating_medians, alternating_medians_of, dispatched_ops,
+from cp_plugin.measure import (alternating_medians, alternating_medians_of, dispatched_ops,
                       peak_memory_bytes)
 
 

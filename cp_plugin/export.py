@@ -15,7 +15,7 @@ Examples::
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from torch.export import Dim
 from .validation import check_clips, input_channels
 
 __all__ = ["DYNAMIC_DIMS", "clip_dynamic_shapes", "export_program", "export_onnx",
-           "onnx_difference"]
+           "onnx_difference", "shapes_to_check"]
 
 #: Which dims of a (N, C, T, H, W) input can be dynamic: batch (N), frames (T), size (H and W).
 DYNAMIC_DIMS = ("batch", "frames", "size")
@@ -90,6 +90,19 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
                                      output_names=[output_name], verbose=False)
     onnx_program.save(path)
     return path
+
+
+def shapes_to_check(shape: Sequence[int], dynamic: Sequence[str]) -> List[tuple]:
+    """The traced clip shape, and shapes that change each of its ``dynamic`` dims: the inputs
+    on which :func:`onnx_difference` shows the graph kept them symbolic."""
+    n, c, t, h, w = shape
+    shapes = [tuple(shape)]
+    if "batch" in dynamic or "frames" in dynamic:
+        shapes.append((n + 1 if "batch" in dynamic else n, c,
+                       t + 2 if "frames" in dynamic else t, h, w))
+    if "size" in dynamic:
+        shapes.append((n, c, t, h + 32, w + 16))
+    return shapes
 
 
 def onnx_difference(path: str, model: nn.Module, inputs: Sequence[torch.Tensor]) -> float:

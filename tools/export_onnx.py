@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-from typing import List, Sequence
 
 import torch
 from torch import nn
 
-from cp_plugin.export import DYNAMIC_DIMS, export_onnx, onnx_difference
+from cp_plugin.export import DYNAMIC_DIMS, export_onnx, onnx_difference, shapes_to_check
 
 
 def load_model(args) -> nn.Module:
@@ -34,18 +33,6 @@ def load_model(args) -> nn.Module:
     from cp_plugin.mmaction.deploy import ClipRecognizer, load_recognizer
 
     return ClipRecognizer(load_recognizer(args.config, args.checkpoint)).eval()
-
-
-def check_shapes(shape: Sequence[int], dynamic: Sequence[str]) -> List[tuple]:
-    """The traced shape, and shapes that change each dynamic dim."""
-    n, c, t, h, w = shape
-    shapes = [tuple(shape)]
-    if "batch" in dynamic or "frames" in dynamic:
-        shapes.append((n + 1 if "batch" in dynamic else n, c,
-                       t + 2 if "frames" in dynamic else t, h, w))
-    if "size" in dynamic:
-        shapes.append((n, c, t, h + 32, w + 16))
-    return shapes
 
 
 def main(argv=None) -> dict:
@@ -76,7 +63,7 @@ def main(argv=None) -> dict:
     print(f"wrote {args.out} (dynamic: {', '.join(args.dynamic) or 'none'})")
     result = dict(out=args.out, dynamic=list(args.dynamic))
     if not args.no_check:
-        shapes = check_shapes(args.shape, args.dynamic)
+        shapes = shapes_to_check(args.shape, args.dynamic)
         gen = torch.Generator().manual_seed(1)
         difference = onnx_difference(args.out, model, [torch.randn(*s, generator=gen)
                                                        for s in shapes])

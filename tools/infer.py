@@ -35,18 +35,6 @@ def read_labels(path: str) -> List[str]:
     return names
 
 
-def dataset_classes(cfg) -> Optional[Sequence[str]]:
-    """The test dataset's ``metainfo['classes']`` (the config's, else its class's), or None."""
-    from mmaction.registry import DATASETS
-
-    dataset = cfg.get("test_dataloader", {}).get("dataset", {})
-    classes = (dataset.get("metainfo") or {}).get("classes")
-    if classes is None and isinstance(dataset.get("type"), str):
-        dataset_class = DATASETS.get(dataset["type"])
-        classes = getattr(dataset_class, "METAINFO", {}).get("classes")
-    return list(classes) if classes else None
-
-
 def top_classes(scores: torch.Tensor, names: Optional[Sequence[str]],
                 count: int = 5) -> List[tuple]:
     """[(class index, name, score)] of the ``count`` highest scores, highest first."""
@@ -90,11 +78,11 @@ def main(argv=None) -> dict:
             scores = run().softmax(-1)[0]
     else:
         import cp_plugin.mmaction  # noqa: F401  (repairs the mmaction2 install, registers our modules)
-        from cp_plugin.mmaction.deploy import load_recognizer, recognize_video
+        from cp_plugin.mmaction.deploy import class_names, load_recognizer, recognize_video
 
         config, checkpoint = args.inputs[:2]
         model = load_recognizer(config, checkpoint)
-        names = names if names is not None else dataset_classes(model.cfg)
+        names = names if names is not None else class_names(model)
         scores = recognize_video(model, video)
     top = top_classes(scores, names, args.top)
     width = max(len(name) for _, name, _ in top)

@@ -3,7 +3,7 @@ dataset sample, and as a plain ``clips -> class scores`` module for torch.export
 from __future__ import annotations
 
 import os.path as osp
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from mmaction.apis import init_recognizer
@@ -45,6 +45,19 @@ def recognize_video(recognizer: nn.Module, video: str) -> torch.Tensor:
     with naming_the_file(video, "video"):
         return inference_recognizer(recognizer, video).pred_score.float()
 
+
+
+def class_names(recognizer: nn.Module) -> Optional[List[str]]:
+    """The class names of ``recognizer``'s config (from :func:`load_recognizer`): its test
+    dataset's ``metainfo['classes']``, else the dataset class's ``METAINFO``; None if neither."""
+    from mmaction.registry import DATASETS
+
+    dataset = recognizer.cfg.get("test_dataloader", {}).get("dataset", {})
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    if classes is None and isinstance(dataset.get("type"), str):
+        dataset_class = DATASETS.get(dataset["type"])
+        classes = getattr(dataset_class, "METAINFO", {}).get("classes")
+    return list(classes) if classes else None
 
 def recognizer_sample(recognizer: nn.Module, video: Optional[str] = None,
                       toy_index: Optional[int] = None) -> Tuple[Callable[[], object], torch.Tensor]:

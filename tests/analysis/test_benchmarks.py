@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from benchmarks.measure import (alternating_medians, alternating_medians_of, dispatched_ops,
+from cp_plugin.measure import (alternating_medians, alternating_medians_of, dispatched_ops,
                                 peak_memory_bytes)
 
 MIB = 1 << 20

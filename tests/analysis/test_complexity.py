@@ -9,6 +9,7 @@ from mmengine.registry import init_default_scope
 
 from cp_plugin import CPModule
 from cp_plugin.analysis.cost import cp_module_cost
+from cp_plugin.mmaction import complexity
 from tools import complexity as tool
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs")
@@ -24,7 +25,7 @@ SHIPPED = {
 
 
 def test_parameter_counts_are_exact():
-    rows = {(r["depth"], r["model"]): r for r in tool.complexity(flops=False)}
+    rows = {(r["depth"], r["model"]): r for r in complexity.complexity(flops=False)}
     assert len(rows) == 9
     init_default_scope("mmaction")
     for key, config in SHIPPED.items():
@@ -33,7 +34,7 @@ def test_parameter_counts_are_exact():
         model = MODELS.build(cfg.model)
         assert rows[key]["params"] == sum(p.numel() for p in model.parameters()), key
     for depth in (18, 34, 101):
-        cpnet = tool.build("CPNet", depth, tool.SETTINGS[depth]["classes"])
+        cpnet = complexity.build("CPNet", depth, complexity.SETTINGS[depth]["classes"])
         cp_params = sum(p.numel() for m in cpnet.modules() if isinstance(m, CPModule)
                         for p in m.parameters())
         assert rows[(depth, "CPNet")]["params"] - rows[(depth, "C2D")]["params"] == cp_params
@@ -75,4 +76,4 @@ def test_table_with_flops_on_small_clips():
     assert cpnet["macs"] == c2d["macs"] + cpnet["cp_macs"] and cpnet["cp_macs"] > 0
     assert by_model["C2D+NL"]["macs"] > c2d["macs"]
     # C2D's count plus ours for the CP modules is what runs in the whole CPNet's forward.
-    assert cpnet["macs"] == tool.matmul_macs(tool.build("CPNet", 18, 174), 4, 64)
+    assert cpnet["macs"] == complexity.matmul_macs(complexity.build("CPNet", 18, 174), 4, 64)

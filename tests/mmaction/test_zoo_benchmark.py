@@ -1,4 +1,4 @@
-"""tools/zoo_benchmark.py: zoo configs and their CP twins measured, metafiles read, FLOPs checked."""
+"""cp_plugin.mmaction.zoo and tools/zoo_benchmark.py: zoo configs and their CP twins measured, metafiles read, FLOPs checked."""
 import csv
 import os
 
@@ -8,6 +8,7 @@ from mmengine.config import Config
 
 from cp_plugin import CPModule
 from cp_plugin.analysis.cost import cp_module_cost
+from cp_plugin.mmaction import zoo
 from shrink import shrink_config
 from tools import zoo_benchmark as tool
 
@@ -23,35 +24,35 @@ REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 
 def test_metafile_figures_are_read_as_published():
     # Values as c2d/metafile.yml states them ("33G", "24.3M"), and X3D's plain numbers.
-    assert tool.published(C2D) == dict(top1=73.44, top5=91.0, source="metafile (Kinetics-400)",
+    assert zoo.published(C2D) == dict(top1=73.44, top5=91.0, source="metafile (Kinetics-400)",
                                        gflops=33.0, params_m=24.3)
-    x3d = tool.published(X3D)
+    x3d = zoo.published(X3D)
     assert x3d["top1"] == 73.3 and x3d["top5"] is None
     assert x3d["gflops"] == pytest.approx(2.9675, abs=1e-3)
     assert x3d["params_m"] == pytest.approx(3.7943, abs=1e-3)
-    ours = tool.published(os.path.join(REPO, "mmaction_configs", "kinetics400",
+    ours = zoo.published(os.path.join(REPO, "mmaction_configs", "kinetics400",
                                        "cpnet_r101_32x2_kinetics400_phase3.py"))
     assert (ours["top1"], ours["top5"], ours["source"]) == (75.3, 92.4, "paper Table 4")
     with pytest.raises(FileNotFoundError, match="no config"):
-        tool.load_config("no/such/config.py")
+        zoo.load_config("no/such/config.py")
 
 
 def test_gmacs_match_the_metafile_at_the_test_view():
     """FlopCounterMode's multiply-adds of TSM-R50's test view (8 x 224 px) against the
     metafile's 32.88G, which mmengine's counter gave (also MACs, plus a little BN and pooling)."""
-    cfg = tool.load_config(TSM)
-    frames, side = tool.view_shape(cfg.test_dataloader.dataset.pipeline)
+    cfg = zoo.load_config(TSM)
+    frames, side = zoo.view_shape(cfg.test_dataloader.dataset.pipeline)
     assert (frames, side) == (8, 224)
-    ours = tool.macs(tool.build(cfg), tool.inputs(cfg, frames, side)) / 1e9
-    assert ours == pytest.approx(tool.published(TSM)["gflops"], rel=0.02)
+    ours = zoo.macs(zoo.build(cfg), zoo.inputs(cfg, frames, side)) / 1e9
+    assert ours == pytest.approx(zoo.published(TSM)["gflops"], rel=0.02)
 
 
 @pytest.mark.parametrize("placement", ["resnet50", "neck"])
 def test_cp_twin_costs_its_cp_modules_more(placement, monkeypatch):
     """The twin's extra GMACs are its CP modules', counted step by step by cp_module_cost."""
-    cfg = tool.load_config(C2D)
-    stock, twin = tool.build(cfg), tool.build(tool.with_cp(cfg, placement))
-    x = tool.inputs(cfg, 8, 96)
+    cfg = zoo.load_config(C2D)
+    stock, twin = zoo.build(cfg), zoo.build(zoo.with_cp(cfg, placement))
+    x = zoo.inputs(cfg, 8, 96)
     shapes = {}
     compute_delta = CPModule.compute_delta
 
@@ -60,7 +61,7 @@ def test_cp_twin_costs_its_cp_modules_more(placement, monkeypatch):
         return compute_delta(module, video)
 
     monkeypatch.setattr(CPModule, "compute_delta", record)
-    extra = tool.macs(twin, x) - tool.macs(stock, x)
+    extra = zoo.macs(twin, x) - zoo.macs(stock, x)
     assert all(len(shape) == 5 for shape in shapes.values())  # (N, C, T, H, W) maps
     expected = sum(cp_module_cost(m, shape)["macs"] for m, shape in shapes.items())
     assert len(shapes) == (5 if placement == "resnet50" else 1)
@@ -79,7 +80,7 @@ def test_runs_on_zoo_models_and_their_twins_at_a_reduced_input(tmp_path):
         assert twin["params_m"] > stock["params_m"] and twin["gmacs"] > stock["gmacs"]
         for row in (stock, twin):
             assert row["clips_per_s"] > 0 and row["train_step_s"] > 0 and row["peak_mib"] > 0
-        published = tool.published(stock["model"])
+        published = zoo.published(stock["model"])
         assert stock["published_top1"] == published["top1"] is not None
         assert stock["metafile_gflops"] == published["gflops"]
         assert twin["published_top1"] is None  # no accuracy is claimed for an untrained twin
@@ -122,13 +123,13 @@ def test_eval_measures_accuracy_on_the_users_videos(tmp_path, video_data, rawfra
                                                     imagenet_checkpoint):
     """--eval runs mmaction2's test loop on real decoded videos: a checkpoint biased to the test
     video's label (2) scores 100%, one biased to another label 0% top-1."""
-    cfg = shrink_config(Config.fromfile(tool.zoo_file(C2D)), tmp_path / "work", video_data,
+    cfg = shrink_config(Config.fromfile(zoo.zoo_file(C2D)), tmp_path / "work", video_data,
                         rawframe_data, imagenet_checkpoint)
     sampler = next(s for s in cfg.test_dataloader.dataset.pipeline if s.type == "SampleFrames")
     sampler.num_clips = 1  # one view: quick
     config = tmp_path / "c2d_small.py"
     cfg.dump(str(config))
-    model = tool.build(Config.fromfile(str(config)))
+    model = zoo.build(Config.fromfile(str(config)))
     rows = []
     for label in (2, 7):
         rows += tool.main([str(config), "--frames", "8", "--size", "64", "--repeats", "1",

@@ -1,4 +1,5 @@
-"""Timing and peak-memory measurement for `make bench`, on the CPU or a CUDA device."""
+"""Timing, peak memory and dispatched-op counts: ours and a comparison side by side (`make bench`,
+the zoo benchmark), on the CPU or a CUDA device."""
 from __future__ import annotations
 
 import contextlib
