@@ -176,6 +176,28 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
                row(seconds[key], seconds["NL"], "s"))
 
 
+
+#: Entry points whose import cost is measured, each beside what it needs anyway.
+IMPORTS = {"cp_plugin": "torch", "timm_adapters": "torch, timm"}
+
+
+def import_rows(device: torch.device, repeats: int) -> Rows:
+    """Seconds an import adds to a fresh interpreter that imports what it needs anyway
+    (``import torch; import cp_plugin`` against ``import torch``), medians over alternating
+    runs: a library imported by every user of torch must cost them little."""
+    import subprocess
+    import sys
+
+    def importing(modules: str):
+        return lambda: subprocess.run([sys.executable, "-c", f"import {modules}"], check=True)
+
+    for entry, needed in IMPORTS.items():
+        seconds = alternating_medians_of(
+            dict(ours=importing(f"{needed}, {entry}"), baseline=importing(needed)),
+            repeats=repeats)
+        added = seconds["ours"] - seconds["baseline"]
+        yield f"import {entry}: seconds added to import {needed}", row(added, seconds["baseline"], "s")
+
 def dispatch_rows(device: torch.device, repeats: int) -> Rows:
     """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
     CP on its GPU paths (:func:`gpu_paths`): on a GPU, kernel launches and stalls of its queue.
