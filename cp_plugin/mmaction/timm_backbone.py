@@ -15,7 +15,10 @@ from mmengine.model import BaseModule
 from timm_adapters.insert import BlockList
 from timm_adapters.models import create_video_model
 
+from ..cp_module import CP_OPTIONS
 from ..insertion import sites_removed
+from ..presets import CP_PRESETS, resolve_placement
+from ..validation import argument_names, check_known_options
 
 
 @MODELS.register_module()
@@ -50,7 +53,12 @@ class TimmCPBackbone(BaseModule):
 
     def __init__(self, model_name: str, cp_blocks: BlockList = None, cp_cfg: Optional[dict] = None,
                  pretrained: Union[bool, str] = False, model_cfg: Optional[dict] = None,
-                 init_cfg=None) -> None:
+                 init_cfg=None, **unknown) -> None:
+        owner = type(self).__name__
+        check_known_options(owner, unknown, argument_names(type(self)))
+        check_known_options(f"{owner}.cp_cfg", cp_cfg or {}, CP_OPTIONS)
+        if cp_blocks is not None:
+            resolve_placement(cp_blocks, CP_PRESETS, f"{owner}.cp_blocks")
         super().__init__(init_cfg=init_cfg)
         model_cfg = dict(model_cfg or {}, num_classes=0)
         if isinstance(pretrained, str):

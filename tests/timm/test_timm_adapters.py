@@ -700,6 +700,22 @@ def test_mmaction_recognizer3d_trains_one_iteration(tmp_path):
     assert (after["model.conv1.weight"] - stem).abs().max() < 1e-2
 
 
+
+@pytest.mark.parametrize("options,error,match", [
+    (dict(cp_cfg=dict(kk=4)), TypeError,
+     r"^TimmCPBackbone\.cp_cfg: unknown option 'kk' \(did you mean 'k'\?\); valid options: k, "),
+    (dict(cp_block="resnet18"), TypeError,
+     r"^TimmCPBackbone: unknown option 'cp_block' \(did you mean 'cp_blocks'\?\)"),
+    (dict(cp_blocks="resnet19"), ValueError,
+     r"^TimmCPBackbone\.cp_blocks: unknown preset 'resnet19' \(did you mean 'resnet18'\?\)"),
+])
+def test_mmaction_backbone_names_its_config_keys(options, error, match):
+    pytest.importorskip("mmaction")
+    from mmaction.registry import MODELS
+
+    with pytest.raises(error, match=match):
+        MODELS.build(dict(type="TimmCPBackbone", model_name="resnet18", **options))
+
 def test_works_without_mmaction2():
     # A finder first on sys.meta_path makes mmaction2 and mmengine look uninstalled.
     script = textwrap.dedent("""
