@@ -1,6 +1,9 @@
-"""Argument checks shared by the CP module, the neighbour search and the reference.
+"""Argument checks shared by every entry point: the CP module, the neighbour search and the
+reference, the clip check (:func:`check_clips`) of every model that takes clips, and the unknown
+options of every constructor a config builds (:func:`check_known_options`).
 
-Every error names the argument, the value it got and what to do instead.
+Every error names the argument (or the config key as the user wrote it), the value it got and
+what to do instead.
 """
 from __future__ import annotations
 
