@@ -1,7 +1,7 @@
 """Export a CPNet to ONNX with a dynamic batch and clip length, and check it in onnxruntime.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out cpnet.onnx [--shape 1 3 8 224 224]
-    python tools/export_onnx.py --timm-model cpnet_resnet18 [--timm-checkpoint F] --num-classes 400
+    python tools/export_onnx.py --timm-model cpnet_resnet18 [--timm-checkpoint F | --num-classes 400]
 
 The graph takes ``clips`` (N, C, T, H, W), normalised as the model's data preprocessor (mmaction2)
 or ``pretrained_cfg`` (timm) says, and gives ``scores`` (N, num_classes) before softmax. N and T
@@ -41,7 +41,8 @@ def main(argv=None) -> dict:
     parser.add_argument("checkpoint", nargs="?", help="checkpoint of that config")
     parser.add_argument("--timm-model", help="a timm model name, e.g. cpnet_resnet18")
     parser.add_argument("--timm-checkpoint", help="weights for --timm-model")
-    parser.add_argument("--num-classes", type=int, help="classes of --timm-model")
+    parser.add_argument("--num-classes", type=int, help="classes of --timm-model without "
+                        "--timm-checkpoint (a checkpoint's own count is read from it)")
     parser.add_argument("--out", default=osp.join("work_dirs", "cpnet.onnx"))
     parser.add_argument("--shape", nargs=5, type=int, default=[1, 3, 8, 224, 224],
                         metavar=("N", "C", "T", "H", "W"), help="the clips traced")

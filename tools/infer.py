@@ -53,7 +53,8 @@ def main(argv=None) -> dict:
                              "with --timm-model")
     parser.add_argument("--timm-model", help="a timm CPNet name, e.g. cpnet_resnet18")
     parser.add_argument("--timm-checkpoint", help="weights for --timm-model")
-    parser.add_argument("--num-classes", type=int, help="classes of --timm-model")
+    parser.add_argument("--num-classes", type=int, help="classes of --timm-model without "
+                        "--timm-checkpoint (a checkpoint's own count is read from it)")
     parser.add_argument("--num-frames", type=int, default=8, help="frames for --timm-model")
     parser.add_argument("--label-file", help="class names, one per line")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print")
