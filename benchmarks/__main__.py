@@ -40,9 +40,10 @@ for _variant in ("float32 eager", "AMP bf16 eager", "float32 compiled", "AMP bf1
     RATIO_TARGETS[f"GPU {_variant}: CP vs NonLocal3d, paper R101 res4"] = 0.5
 for _variant in ("float32", "AMP bf16"):
     RATIO_TARGETS[f"GPU {_variant}: train step overhead"] = 0.5
-ABSOLUTE_TARGETS = {"toy epoch": 8.0,
+ABSOLUTE_TARGETS = {"toy epoch": 8.0, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0,
                     # Issue 25: a guest costs a user little at import.
-                    "import cp_plugin: seconds added": 0.3, "import timm_adapters: seconds added": 0.3, "kNN vs full matrix, 25088 points C=64 peak memory": 1024.0,
+                    "import cp_plugin: seconds added": 0.3,
+                    "import timm_adapters: seconds added": 0.3,
                     # Issue 24: no host sync in CP's forward and backward.
                     "CP vs NonLocal3d, R50 res4 C=1024 8x14x14 N=8 host syncs": 0.0}
 

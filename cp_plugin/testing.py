@@ -148,7 +148,8 @@ def randomise_norms(module, seed=0):
 @contextlib.contextmanager
 def gpu_paths():
     """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors, the finite
-    check without a host sync), on any device while the context lasts: to test the GPU's paths and count its kernels on the CPU.
+    check without a host sync), on any device while the context lasts: to test the GPU's paths
+    and count its kernels on the CPU.
     Not thread-safe: it sets module constants."""
     from . import knn, pair_embedding, validation
 

@@ -317,7 +317,8 @@ def benchmark(models: List[str], settings: ZooSettings) -> List[dict]:
         cfg = segments_per_view(load_config(name), settings.frames)
         twins = [(name, cfg)]
         if settings.with_cp and name.startswith(ZOO_PREFIX):
-            twins.append((f"{name} + CP ({settings.with_cp})", with_cp(cfg, settings.with_cp, settings.frames)))
+            twin = with_cp(cfg, settings.with_cp, settings.frames)
+            twins.append((f"{name} + CP ({settings.with_cp})", twin))
         for label, config in twins:
             print(f"measuring {label}", flush=True)
             try:

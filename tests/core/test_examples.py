@@ -6,8 +6,8 @@ import pytest
 
 MODULES = ["cp_plugin.cp_module", "cp_plugin.reference", "cp_plugin.insertion", "cp_plugin.blocks",
            "cp_plugin.baselines.artnet", "cp_plugin.baselines.fused_nonlocal",
-           "cp_plugin.mmaction.backbones", "cp_plugin.mmaction.neck", "cp_plugin.toy.mmaction", "timm_adapters.video",
-           "cp_plugin.mmaction.timm_backbone", "cp_plugin.export"]
+           "cp_plugin.mmaction.backbones", "cp_plugin.mmaction.neck", "cp_plugin.toy.mmaction",
+           "timm_adapters.video", "cp_plugin.mmaction.timm_backbone", "cp_plugin.export"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,4 +1,5 @@
-"""cp_plugin.mmaction.zoo and tools/zoo_benchmark.py: zoo configs and their CP twins measured, metafiles read, FLOPs checked."""
+"""cp_plugin.mmaction.zoo and tools/zoo_benchmark.py: zoo configs and their CP twins measured,
+metafiles read, FLOPs checked."""
 import csv
 import os
 
