@@ -176,7 +176,6 @@ def paper_rows(device: torch.device, repeats: int) -> Rows:
                row(seconds[key], seconds["NL"], "s"))
 
 
-
 #: Entry points whose import cost is measured, each beside what it needs anyway.
 IMPORTS = {"cp_plugin": "torch", "timm_adapters": "torch, timm"}
 

@@ -33,7 +33,6 @@ def load_recognizer(config, checkpoint: Optional[str] = None, device: str = "cpu
     return model
 
 
-
 def recognize_video(recognizer: nn.Module, video: str) -> torch.Tensor:
     """Class probabilities (num_classes,) of ``recognizer`` (from :func:`load_recognizer`) for a
     video file, through mmaction2's ``inference_recognizer`` and the config's test pipeline.
@@ -44,7 +43,6 @@ def recognize_video(recognizer: nn.Module, video: str) -> torch.Tensor:
         raise FileNotFoundError(f"video {video!r} does not exist")
     with naming_the_file(video, "video"):
         return inference_recognizer(recognizer, video).pred_score.float()
-
 
 
 def class_names(recognizer: nn.Module) -> Optional[List[str]]:
@@ -58,6 +56,7 @@ def class_names(recognizer: nn.Module) -> Optional[List[str]]:
         dataset_class = DATASETS.get(dataset["type"])
         classes = getattr(dataset_class, "METAINFO", {}).get("classes")
     return list(classes) if classes else None
+
 
 def recognizer_sample(recognizer: nn.Module, video: Optional[str] = None,
                       toy_index: Optional[int] = None) -> Tuple[Callable[[], object], torch.Tensor]:

@@ -385,7 +385,6 @@ def test_trained_at_8_frames_evaluates_at_16():
         assert_every_cp_acts(model, x)  # the trained CP acts at T=16
 
 
-
 def test_candidate_blocks_are_the_blocks_that_take_cp():
     """EfficientNet's blocks that change shape have no residual add: not candidates."""
     model = timm.create_model("efficientnet_b0")
@@ -698,7 +697,6 @@ def test_mmaction_recognizer3d_trains_one_iteration(tmp_path):
                            before["model.layer2.0.act2.module.out_norm.weight"])
     # init_weights kept the pretrained weights: only one Adam step (lr 3e-3) away.
     assert (after["model.conv1.weight"] - stem).abs().max() < 1e-2
-
 
 
 @pytest.mark.parametrize("options,error,match", [
