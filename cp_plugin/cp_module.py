@@ -1,7 +1,6 @@
 """The CP (Correspondence Proposal) module of CPNet (Liu, Lee and Jin, CVPR 2019)."""
 from __future__ import annotations
 
-import inspect
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -11,7 +10,8 @@ from torch import nn
 from .knn import search_other_frames
 from .layout import frames_per_clip, frames_to_video, video_to_frames
 from .pair_mlp import PairMLP
-from .validation import check_clips, check_finite, check_k, check_num_frames, check_positive_int
+from .validation import (argument_names, check_clips, check_finite, check_k, check_num_frames,
+                         check_positive_int)
 
 
 class CPModule(nn.Module):
@@ -205,5 +205,5 @@ class CPModule(nn.Module):
 
 #: CPModule's options as configs give them (``cp_cfg``, ``insert_cp``): every argument but
 #: ``in_channels`` (set by the placement) and ``device``/``dtype`` (those of the model).
-CP_OPTIONS = tuple(name for name in inspect.signature(CPModule.__init__).parameters
-                   if name not in ("self", "in_channels", "device", "dtype"))
+CP_OPTIONS = tuple(name for name in argument_names(CPModule)
+                   if name not in ("in_channels", "device", "dtype"))

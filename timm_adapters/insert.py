@@ -66,4 +66,3 @@ def insert_cp(model: nn.Module, blocks: BlockList, **cp_cfg) -> Dict[str, CPModu
     sites = insert_modules(model, entries, build, "before_activation", probe=probe_blocks,
                            what="a CP module")
     return {site.block_name: site.module for site in sites}
-

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from torch import nn
 
 from .. import mmaction as _glue  # noqa: F401  (first: repairs mmaction2, registers CPModule)
 
 from mmaction.datasets import BaseActionDataset  # noqa: E402
 from mmaction.registry import DATASETS, MODELS  # noqa: E402
 from mmengine.model import BaseModule  # noqa: E402
-from torch import nn  # noqa: E402
 
 from ..layout import frames_to_video, video_to_frames  # noqa: E402
 from .moving_square import DIRECTIONS, generate_moving_squares  # noqa: E402
