@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-quick test-isa bench demo clean
+.PHONY: venv test test-quick test-isa bench demo motion clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: venv
 # The paper's toy experiment (Table 1) on the CPU; writes work_dirs/toy/table1.{md,json}.
 demo: venv
 	$(PY) tools/toy_demo.py
+
+# CP in a real ResNet-18 on clips cut from real footage (docs/motion.md); writes work_dirs/motion/.
+motion: venv
+	$(PY) tools/motion.py $(MOTION_ARGS)
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache

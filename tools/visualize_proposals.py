@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os.path as osp
+import warnings
 
 from cp_plugin.analysis import visualize_proposals
 
@@ -34,6 +35,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-queries", type=int, default=3)
     parser.add_argument("--out", default=osp.join("work_dirs", "proposals.png"))
     args = parser.parse_args(argv)
+    if not (args.checkpoint or args.timm_checkpoint):
+        warnings.warn("no checkpoint given: the model keeps its initial weights, so its CP "
+                      "modules are the identity and its features untrained", UserWarning)
 
     if args.timm_model:
         if args.video is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -84,9 +85,17 @@ def visualize_proposals(model: nn.Module, run: Callable[[], object], frames: tor
 
     Returns:
         dict with the module name, the queries, their proposals (t, h, w) and which are in A(i0).
+    A warning (in the picture and as a ``UserWarning``) says when the module is still the
+    identity (its output BN is zero, as a freshly inserted or untrained module's): its proposals
+    then come from the backbone's features alone and it changes nothing.
     """
     model.eval()
     name, cp = choose_module(model, module)
+    identity = not (cp.out_norm.weight.any() or cp.out_norm.bias.any())
+    if identity:
+        warnings.warn(f"{name} is still the identity (its output BN's weight and bias are 0: "
+                      f"untrained or freshly inserted); load trained weights to see what it "
+                      f"has learnt", UserWarning, stacklevel=2)
     video = capture_input(cp, run)
     proposals = inspect_proposals(cp, video[:1])
     steps, height, width = proposals.grid
@@ -102,9 +111,18 @@ def visualize_proposals(model: nn.Module, run: Callable[[], object], frames: tor
     result = dict(module=name, grid=proposals.grid, queries=[proposals.unravel(p) for p in points],
                   proposals=[[proposals.unravel(int(j)) for j in proposals.neighbours[0, p]]
                              for p in points],
-                  kept=[proposals.kept[0, p].tolist() for p in points], out_file=out_file)
-    _draw(frames, proposals, result, title or f"{name}: k={cp.k}")
+                  kept=[proposals.kept[0, p].tolist() for p in points], out_file=out_file,
+                  identity=identity)
+    _draw(frames, proposals, result, title or f"CP module {name} (k={cp.k}, search grid "
+                                              f"T x H x W = {steps} x {height} x {width})")
     return result
+
+
+def input_frames(steps: int, num_frames: int) -> List[Tuple[int, int]]:
+    """The input frames (first, last) each of a module's ``steps`` frames stands for, when the
+    backbone pools ``num_frames`` input frames down to ``steps`` (evenly, as temporal strides do)."""
+    return [(t * num_frames // steps, max(t * num_frames // steps, (t + 1) * num_frames // steps - 1))
+            for t in range(steps)]
 
 
 def _draw(frames: torch.Tensor, proposals: Proposals, result: dict, title: str) -> None:
@@ -114,23 +132,30 @@ def _draw(frames: torch.Tensor, proposals: Proposals, result: dict, title: str) 
     import matplotlib.pyplot as plt
     from matplotlib.patches import ConnectionPatch
 
+    from matplotlib.lines import Line2D
+
     steps, height, width = proposals.grid
-    # The module's frame t shows the input frame at the middle of its temporal window.
-    shown = [frames[min(len(frames) - 1, (2 * t + 1) * len(frames) // (2 * steps))]
-             for t in range(steps)]
+    # The module's frame t stands for a window of input frames when the backbone pools time;
+    # the panel shows the window's middle frame and names the window.
+    windows = input_frames(steps, len(frames))
+    shown = [frames[(first + last + 1) // 2] for first, last in windows]
     image_h, image_w = frames.shape[1:3]
-    fig, axes = plt.subplots(2, steps, figsize=(3 * steps, 6.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(2, steps, figsize=(3 * steps + 1.2, 6.8), squeeze=False,
+                             layout="constrained")
     change = proposals.change[0]
-    for t in range(steps):
+    for t, (first, last) in enumerate(windows):
         image = shown[t].expand(-1, -1, 3) if shown[t].shape[-1] == 1 else shown[t]
         axes[0, t].imshow(image.clamp(0, 1).numpy(), interpolation="nearest")
-        axes[0, t].set_title(f"frame {t}")
-        axes[1, t].imshow(change[t].numpy(), cmap="inferno", vmin=0, vmax=float(change.max()),
-                          interpolation="nearest")
-        axes[1, t].set_title(f"feature change, frame {t}")
+        window = f"input frame {first}" if first == last else f"input frames {first}-{last}"
+        axes[0, t].set_title(f"module frame {t}\n({window})", fontsize=9)
+        changes = axes[1, t].imshow(change[t].numpy(), cmap="inferno", vmin=0,
+                                    vmax=max(float(change.max()), 1e-12), interpolation="nearest")
+        axes[1, t].set_title(f"feature change, module frame {t}", fontsize=9)
         for ax in axes[:, t]:
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.colorbar(changes, ax=axes[1, :].tolist(), shrink=0.8,
+                 label="L1 norm of the change CP adds")
 
     def pixel(point):  # centre of a grid cell, in image pixels
         t, h, w = point
@@ -145,7 +170,15 @@ def _draw(frames: torch.Tensor, proposals: Proposals, result: dict, title: str) 
             fig.add_artist(arrow)
         axes[0, query[0]].plot(*start, "o", markersize=7, markerfacecolor="none",
                                markeredgecolor=QUERY_COLOUR, markeredgewidth=2)
-    fig.suptitle(f"{title}   (yellow: query i0; red: proposal in A(i0); blue: discarded by the max)")
+    legend = [Line2D([], [], marker="o", linestyle="none", markerfacecolor="none",
+                     markeredgecolor=QUERY_COLOUR, markeredgewidth=2, label="query point i0"),
+              Line2D([], [], color=KEPT_COLOUR, marker=">", label="proposal in A(i0) (kept by the max)"),
+              Line2D([], [], color=DISCARDED_COLOUR, marker=">", label="proposal discarded by the max")]
+    fig.legend(handles=legend, loc="outside lower center", ncols=3, fontsize=8)
+    if result["identity"]:
+        title += ("\nWARNING: this CP module is still the identity (output BN = 0: untrained or "
+                  "just inserted); it changes nothing yet")
+    fig.suptitle(title, color="darkred" if result["identity"] else "black")
     os.makedirs(osp.dirname(osp.abspath(result["out_file"])), exist_ok=True)
     fig.savefig(result["out_file"], dpi=100)
     plt.close(fig)

@@ -5,19 +5,18 @@ repository) with mmengine's Runner and measures its accuracy on the whole traini
 validation sets; :func:`markdown_table`, :func:`plot_table` and :func:`plot_curves` present the
 results beside the paper's. ``make demo`` (``tools/toy_demo.py``) runs the five networks.
 """
-import contextlib
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict
 
 from . import mmaction as _toy_registrations  # noqa: F401  (first: repairs mmaction2, registers)
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.runner.loops import TestLoop  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+
+from ..mmaction.runtime.progress import ProgressHook, console_to  # noqa: E402,F401
 
 #: The toy configs, in a clone of the repository.
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "toy")
@@ -49,64 +48,6 @@ def set_padding_mode(node, mode: str) -> None:
     elif isinstance(node, list):
         for value in node:
             set_padding_mode(value, mode)
-
-
-class ProgressHook(Hook):
-    """One tqdm bar for a network's training; records its learning curves per epoch."""
-
-    def __init__(self, name: str, stream) -> None:
-        self.name, self.stream = name, stream
-        self.bar: Optional[tqdm] = None
-        self.epoch = 0  # the epoch in progress, from 1
-        self.losses: List[float] = []
-        self.epoch_loss: List[float] = []  # mean training loss of each epoch
-        self.val_acc: List[float] = []  # validation accuracy after each epoch
-
-    def before_train(self, runner) -> None:
-        total = runner.max_epochs * len(runner.train_dataloader)
-        self.bar = tqdm(total=total, desc=f"{self.name:<9}", file=self.stream, unit="it",
-                        dynamic_ncols=True, leave=True,
-                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
-                                   "{postfix}")
-
-    def before_train_epoch(self, runner) -> None:
-        self.epoch = runner.epoch + 1
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if outputs and "loss" in outputs:
-            self.losses.append(float(outputs["loss"].detach()))
-        self.bar.update(1)
-        self._show(runner)
-
-    def after_train_epoch(self, runner) -> None:
-        if self.losses:
-            self.epoch_loss.append(sum(self.losses) / len(self.losses))
-        self.losses = []
-
-    def after_val_epoch(self, runner, metrics=None) -> None:
-        if metrics and "acc/top1" in metrics:
-            self.val_acc.append(float(metrics["acc/top1"]))
-        self._show(runner)
-
-    def after_train(self, runner) -> None:
-        self.bar.close()
-
-    def _show(self, runner) -> None:
-        parts = [f"epoch {self.epoch}/{runner.max_epochs}"]
-        if self.losses:
-            parts.append(f"loss {self.losses[-1]:.3f}")
-        if self.val_acc:
-            parts.append(f"val {100 * self.val_acc[-1]:.1f}%")
-        self.bar.set_postfix_str(", ".join(parts), refresh=False)
-
-
-@contextlib.contextmanager
-def console_to(path: str):
-    """Send what mmengine prints (its console log, warnings) to ``path``: the terminal keeps
-    the progress bars. mmengine's full log file is written in the work dir as usual."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
 
 
 def train_and_evaluate(name: str, work_dir: str, seed: int, max_epochs=None,

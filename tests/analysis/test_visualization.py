@@ -11,7 +11,7 @@ from mmengine.config import Config
 import cp_plugin.mmaction  # noqa: F401  (registers our modules)
 from cp_plugin import CPModule
 from cp_plugin.analysis import visualize_proposals
-from cp_plugin.analysis.figure import capture_input
+from cp_plugin.analysis.figure import capture_input, input_frames
 from cp_plugin.layout import frame_coordinates
 from cp_plugin.testing import search_rounding_bound
 from cp_plugin.mmaction.deploy import load_recognizer, recognizer_sample
@@ -79,6 +79,7 @@ def check_drawing(result, model, run, png):
     discarded = not all(all(k) for k in result["kept"])
     image = matplotlib.image.imread(png)[..., :3]
     assert image.shape[0] > 300 and image.std() > 0.05
+    image = image[:image.shape[0] // 2]  # the frames and arrows (the legend is at the bottom)
     red = (image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
     blue = (image[..., 2] > 0.8) & (image[..., 0] < 0.3)
     # A short arrow (a proposal next to the query's position) is a few pixels and its head.
@@ -146,3 +147,26 @@ def test_timm_cpnet_on_a_video_file(tmp_path, video_data):
     clip, _ = timm_adapters.clip_from_video(model.eval(), video, 4)
     run = functools.partial(model, clip)
     check_drawing(result, model, run, png)
+
+
+def test_figure_reads_on_its_own(tmp_path):
+    """Which input frames each panel stands for, and a warning for a module that is still the
+    identity (as one freshly inserted: its output BN at zero), in the picture's title and as a
+    warning."""
+    assert input_frames(4, 4) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert input_frames(4, 8) == [(0, 1), (2, 3), (4, 5), (6, 7)]  # time pooled by 2
+    assert input_frames(2, 5) == [(0, 1), (2, 4)]
+    model = load_recognizer(Config.fromfile(TOY_CPNET))
+    out_norm = dict(model.named_modules())["backbone.layers.1"].out_norm
+    torch.nn.init.zeros_(out_norm.weight)
+    run, frames = recognizer_sample(model, toy_index=0)
+    with pytest.warns(UserWarning, match="backbone.layers.1 is still the identity"):
+        result = visualize_proposals(model, run, frames, str(tmp_path / "fresh.png"))
+    assert result["identity"]
+    trained = load_recognizer(TOY_CPNET, checkpoint_of(Config.fromfile(TOY_CPNET),
+                                                       tmp_path / "toy.pth"))
+    run, frames = recognizer_sample(trained, toy_index=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert not visualize_proposals(trained, run, frames, str(tmp_path / "ok.png"))["identity"]

@@ -118,6 +118,7 @@ OURS = {  # registry: names cp_plugin.mmaction registers
     "TRANSFORMS": ["SixCrop"]}
 TOY = {"MODELS": ["ToyVideoNet", "ConvBNReLU3d"], "DATASETS": ["MovingSquareDataset"]}
 ARTNET = {"MODELS": ["ARTNetResNet18", "SMARTBlock"]}
+MOTION = {"DATASETS": ["FootageClipDataset"]}
 
 
 def names(*groups):
@@ -125,7 +126,7 @@ def names(*groups):
                   for name in names)
 
 
-REGISTERED = names(OURS, TOY, ARTNET)
+REGISTERED = names(OURS, TOY, ARTNET, MOTION)
 
 IMPORT_AND_REPORT = textwrap.dedent("""
     import json, sys
@@ -162,7 +163,8 @@ def test_torch_and_timm_users_get_no_mmaction2_and_no_output(statement):
 @pytest.mark.parametrize("statement, expected", [
     ("import cp_plugin.mmaction", names(OURS)),
     ("import cp_plugin.toy.mmaction", names(OURS, TOY)),
-    ("import cp_plugin.baselines.mmaction", names(OURS, ARTNET))])
+    ("import cp_plugin.baselines.mmaction", names(OURS, ARTNET)),
+    ("import cp_plugin.motion.mmaction", names(OURS, MOTION))])
 def test_mmaction2_entry_points_register_what_they_name(statement, expected):
     report, _ = import_in_fresh_process(statement)
     assert report["registered"] == expected

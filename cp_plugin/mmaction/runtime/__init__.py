@@ -7,6 +7,7 @@
 - :mod:`.hooks`: random state saved in checkpoints; a check that ranks agree.
 - :mod:`.distributed`: multi-process training on CPUs (gloo).
 - :mod:`.sample_errors`: name the sample behind a read failure.
+- :mod:`.progress`: a progress bar per training run, mmengine's console output to a file.
 """
 from .amp import Float32ScoresHook, MixedPrecisionOptimWrapper
 from .distributed import use_cpu_distributed
