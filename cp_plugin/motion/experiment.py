@@ -11,6 +11,7 @@ is its command line.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -93,49 +94,46 @@ def point_at_appearance_stage(cfg: Config, paths: Dict[str, str], pretrained: bo
         cfg.load_from = paths["checkpoint"] if pretrained else None
 
 
-def train(cfg: Config, progress: Optional[ProgressHook] = None):
-    """Train a config with mmengine's Runner (the runner type it names); returns the runner."""
-    runner = RUNNERS.build(cfg)
-    if progress is not None:
+def train(cfg: Config, name: str, stream):
+    """Train a config with mmengine's Runner (the runner type it names), a progress bar on
+    ``stream`` and mmengine's console output in the work dir; returns (runner, progress)."""
+    progress = ProgressHook(name, stream)
+    with console_to(os.path.join(cfg.work_dir, "console.log")):
+        runner = RUNNERS.build(cfg)
         runner.register_hook(progress)
-    runner.train()
-    return runner
+        runner.train()
+    return runner, progress
 
 
-def run_appearance_stage(work_dir: str, settings: Settings, stream=None) -> dict:
+def run_appearance_stage(work_dir: str, settings: Settings, stream=sys.stderr) -> dict:
     """Stage 1: train C2D-R18 on the appearance task; save its checkpoint and its backbone."""
     cfg = load_config(APPEARANCE_CONFIG, os.path.join(work_dir, "appearance"), settings, True)
-    progress = ProgressHook("appearance", stream) if stream is not None else None
     start = time.perf_counter()
-    with console_to(os.path.join(cfg.work_dir, "console.log")):
-        runner = train(cfg, progress)
+    runner, progress = train(cfg, "appearance", stream)
     paths = checkpoint_paths(work_dir)
     runner.save_checkpoint(work_dir, os.path.basename(paths["checkpoint"]), save_optimizer=False,
                            save_param_scheduler=False)
-    # The plain ResNet's own keys, as an ImageNet file would hold them.
-    backbone = {key: value for key, value in runner.model.backbone.state_dict().items()}
-    torch.save(backbone, paths["backbone"])
+    # The plain ResNet's own keys, as an ImageNet file holds them (for TSM's 2D loader).
+    torch.save(runner.model.backbone.state_dict(), paths["backbone"])
     return dict(paths, seconds=round(time.perf_counter() - start, 1),
-                epoch_val_acc=progress.val_acc if progress else [])
+                epoch_val_acc=progress.val_acc)
 
 
-def run_row(name: str, work_dir: str, settings: Settings, stream=None) -> dict:
+def run_row(name: str, work_dir: str, settings: Settings, stream=sys.stderr) -> dict:
     """Stage 2 for one row of :data:`ROWS`: fine-tune on the motion task."""
     row = ROWS[name]
     run_dir = os.path.join(work_dir, name.replace(" ", "_").replace("(", "").replace(")", ""))
     cfg = load_config(row.config, run_dir, settings, False)
     point_at_appearance_stage(cfg, checkpoint_paths(work_dir), row.pretrained)
-    progress = ProgressHook(name, stream) if stream is not None else ProgressHook(name, open(os.devnull, "w"))
     start = time.perf_counter()
-    with console_to(os.path.join(run_dir, "console.log")):
-        runner = train(cfg, progress)
+    runner, progress = train(cfg, name, stream)
     return dict(config=row.config, pretrained=row.pretrained, epoch_val_acc=progress.val_acc,
                 epoch_loss=progress.epoch_loss, seconds=round(time.perf_counter() - start, 1),
                 params=sum(p.numel() for p in runner.model.parameters()))
 
 
 def run_experiment(work_dir: str, settings: Settings = Settings(),
-                   rows: Sequence[str] = tuple(ROWS), stream=None) -> dict:
+                   rows: Sequence[str] = tuple(ROWS), stream=sys.stderr) -> dict:
     """Stage 1, then every row; returns ``dict(appearance=..., rows={name: ...})``."""
     appearance = run_appearance_stage(work_dir, settings, stream)
     return dict(appearance=appearance,

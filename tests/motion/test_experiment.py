@@ -104,3 +104,21 @@ def test_cp_modules_start_as_identity_and_scratch_loads_nothing(experiment):
     scratch = loaded_runner("CPNet-R18 (scratch)", work_dir, settings).model.state_dict()
     conv = "backbone.conv1.conv.weight"
     assert not torch.equal(scratch[conv], cpnet.state_dict()[conv])
+
+
+def test_probe_trains_cp_on_frozen_features_of_the_checkpoint(experiment, capsys):
+    from tools import motion
+
+    work_dir, settings, _ = experiment
+    argv = ["--work-dir", work_dir, "--probe", "train_clips=8", "val_clips=8", "steps=4",
+            "batch_size=4", "--probe", "train_clips=8", "val_clips=8", "steps=4", "batch_size=4",
+            "pretrained=false", "k=2"]
+    if settings.footage:
+        argv += ["--footage", settings.footage]
+    results = motion.main(argv)
+    assert [r["settings"] for r in results][1].endswith("k=2, pretrained=False")
+    assert all(r["step"] == [4] and 0.0 <= r["val_acc"][0] <= 1.0 for r in results)
+    assert "| probe |" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(work_dir, "probe.json"))
+    with pytest.raises(SystemExit, match="NAME one of stage, train_clips"):
+        motion.main(["--work-dir", work_dir, "--probe", "k"])
