@@ -17,9 +17,9 @@ import warnings
 # (for this import only: the process's warning filters stay as they were).
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
-    from cp_plugin.toy.table1 import (DEFAULT_MODELS, TABLE1, ProgressHook, console_to,
-                                      markdown_table, plot_curves, plot_table,
-                                      train_and_evaluate)
+    from cp_plugin.mmaction.runtime.progress import ProgressHook, console_to
+    from cp_plugin.toy.table1 import (DEFAULT_MODELS, TABLE1, markdown_table, plot_curves,
+                                      plot_table, train_and_evaluate)
 
 
 def main(argv=None) -> dict:

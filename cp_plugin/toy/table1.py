@@ -16,8 +16,6 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.runner.loops import TestLoop  # noqa: E402
 
-from ..mmaction.runtime.progress import ProgressHook, console_to  # noqa: E402,F401
-
 #: The toy configs, in a clone of the repository.
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "mmaction_configs", "toy")
 # name -> (config, paper train accuracy %, paper validation accuracy %)
@@ -55,7 +53,8 @@ def train_and_evaluate(name: str, work_dir: str, seed: int, max_epochs=None,
     """Train Table 1's network ``name`` (a key of :data:`TABLE1`) in ``work_dir/name`` and
     return its accuracy on the whole training and validation sets, its parameter count and
     seconds; ``max_epochs``, ``padding_mode`` and ``steps`` (the square's motion range) override
-    the config's, ``progress`` (a :class:`ProgressHook`) shows and records the run."""
+    the config's, ``progress`` (a :class:`cp_plugin.mmaction.runtime.progress.ProgressHook`)
+    shows and records the run."""
     cfg = Config.fromfile(os.path.join(CONFIG_DIR, TABLE1[name][0]))
     cfg.work_dir = os.path.join(work_dir, name)
     cfg.randomness = dict(seed=seed)
