@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 
 from cp_plugin import CPModule, other_frame_knn, reference
-from cp_plugin.testing import gpu_paths
+from cp_plugin.device_paths import ACCELERATOR_PATHS, use_device_paths
 
 from cp_plugin.measure import (alternating_medians, alternating_medians_of, dispatched_ops,
                       peak_memory_bytes)
@@ -199,13 +199,13 @@ def import_rows(device: torch.device, repeats: int) -> Rows:
 
 def dispatch_rows(device: torch.device, repeats: int) -> Rows:
     """Aten ops (views aside) and host syncs of one forward + backward, CP against NonLocal3d,
-    CP on its GPU paths (:func:`gpu_paths`): on a GPU, kernel launches and stalls of its queue.
+    CP on its GPU paths (``ACCELERATOR_PATHS``): on a GPU, kernel launches and stalls of its queue.
     Counted once; the same on every machine."""
     for stage, channels, options, size, batch in GPU_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, channels, MODULE_FRAMES, size, size, device=device)
         name = f"CP vs NonLocal3d, {stage} C={channels} {MODULE_FRAMES}x{size}x{size} N={batch}"
-        with gpu_paths():
+        with use_device_paths(device, ACCELERATOR_PATHS):
             cp = dispatched_ops(forward_backward(CPModule(channels, **options).to(device), x))
         non_local = dispatched_ops(forward_backward(nonlocal_block(channels).to(device), x))
         yield f"{name} aten ops", row(cp[0], non_local[0], "ops")

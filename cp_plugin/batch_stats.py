@@ -7,7 +7,7 @@ chunk (:class:`Moments`), combines those of every rank when the BN is a SyncBatc
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.distributed as dist
@@ -36,24 +36,28 @@ def all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
 
 @torch.no_grad()
 def update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
-                         count: int) -> None:
+                         count: Union[int, torch.Tensor]) -> None:
     """What ``BatchNorm1d.forward`` does to its buffers in training mode, given the batch's
-    ``mean`` and biased ``var`` over ``count`` rows."""
+    ``mean`` and biased ``var`` over ``count`` rows (a tensor when summed over ranks)."""
     norm.num_batches_tracked.add_(1)
     momentum = norm.momentum
     if momentum is None:  # cumulative moving average
         momentum = 1.0 / float(norm.num_batches_tracked)
-    unbiased = var * (count / max(count - 1, 1))
+    if isinstance(count, torch.Tensor):  # stays on the device: no host sync
+        unbiased = var * (count / (count - 1).clamp_min(1))
+    else:
+        unbiased = var * (count / max(count - 1, 1))
     norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
     norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
 
 
 class Moments:
     """Per-channel count, mean and sum of squared deviations, accumulated chunk by chunk
-    (Chan et al.'s pairwise update, stable where sums of squares are not)."""
+    (Chan et al.'s pairwise update, stable where sums of squares are not). ``count`` is an int,
+    or after :meth:`all_reduce` a one-element tensor: reading it would sync the host."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.count: Union[int, torch.Tensor] = 0
         self.mean: Optional[torch.Tensor] = None
         self.m2: Optional[torch.Tensor] = None
 
@@ -82,7 +86,7 @@ class Moments:
         sums = all_reduce(torch.cat([count, self.mean * self.count]), group)
         total, mean = sums[0], sums[1:] / sums[0]
         m2 = all_reduce(self.m2 + (self.mean - mean).pow(2) * self.count, group)
-        self.count, self.mean, self.m2 = int(total.round()), mean, m2
+        self.count, self.mean, self.m2 = total, mean, m2
 
     @property
     def variance(self) -> torch.Tensor:

@@ -5,23 +5,13 @@ from typing import Optional
 
 import torch
 
+from .device_paths import get_device_paths
 from .tracing import exporting
 from .validation import check_points, check_positive_int
 
-#: Default cap on the elements of one chunk's distance matrix (N x chunk x P): 4 MiB in float32,
-#: small enough to stay in cache between the matmul that writes it and the top-k that reads it.
-DEFAULT_CHUNK_ELEMENTS = 1 << 20
-#: The same on a GPU, where each chunk costs kernel launches and memory is ample (256 MiB: the
-#: whole clips of ResNet-18's res3, 8 x 28 x 28 points, one at a time).
-CUDA_CHUNK_ELEMENTS = 1 << 26
 #: Chunks never hold fewer queries than this (unless a frame has fewer points): with a large
 #: batch the element cap alone gave chunks of ~10 queries, where per-call overhead dominates.
 MIN_CHUNK_QUERIES = 32
-#: Devices that score whole clips when their score matrices fit the budget. On a GPU a few large
-#: kernels beat a Python loop of small ones. On the CPU scoring the own frame too and a top-k
-#: over whole rows cost more than the loop saves (2 x 392 points, C=256: 5.6 against 3.9 ms;
-#: 8 x 1024 points, C=64, T=4: 44 against 22 ms).
-WHOLE_CLIP_DEVICES = {"cuda"}
 
 
 def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
@@ -33,10 +23,10 @@ def other_frame_knn(points: torch.Tensor, num_frames: int, k: int,
         num_frames: T; the points of frame t are ``P // T * t`` .. ``P // T * (t + 1) - 1``.
         k: neighbours per point, 1 <= k <= (T-1)*H*W. Frames may contribute 0..k each.
         chunk_size: queries handled at once (chunks never span two frames); extra memory is
-            O(N * chunk_size * P). ``None`` keeps one score matrix within
-            ``DEFAULT_CHUNK_ELEMENTS`` elements (``CUDA_CHUNK_ELEMENTS`` on a GPU): whole clips
-            (P x P, own frames masked) as many at once as fit, else frames in chunks of at
-            least ``MIN_CHUNK_QUERIES`` queries.
+            O(N * chunk_size * P). ``None`` keeps one score matrix within the device's
+            ``search_chunk_elements`` (:mod:`cp_plugin.device_paths`): whole clips (P x P, own
+            frames masked) as many at once as fit where the device scores whole clips, else
+            frames in chunks of at least ``MIN_CHUNK_QUERIES`` queries.
 
     Returns:
         int64 tensor (N, P, k), nearest first. No gradient flows through the selection.
@@ -61,8 +51,8 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
             # Whole clips' score matrices fit: a few large kernels instead of a Python loop
             # over frames and chunks (on a GPU, where launches dominate at these sizes).
             return search_whole_clip(points, hw, k, clips_at_once)
-        chunk_size = max(MIN_CHUNK_QUERIES,
-                         _budget(points.device) // max(1, n * candidates_per_query))
+        budget = get_device_paths(points.device).search_chunk_elements
+        chunk_size = max(MIN_CHUNK_QUERIES, budget // max(1, n * candidates_per_query))
     # Half precision would blur the ranking: search in at least float32, and with autocast off,
     # which would otherwise run the matmul below in bfloat16 or float16. Distances do not change
     # under translation, so centring first keeps the expansion below accurate for features with
@@ -87,13 +77,10 @@ def search_other_frames(points: torch.Tensor, points_per_frame: int, k: int,
 def whole_clips_per_step(num_points: int, device: torch.device) -> int:
     """How many clips of ``num_points`` points one search step scores whole (own frames
     masked) within the chunk budget of ``device``; 0: clips are searched frame by frame."""
-    if device.type not in WHOLE_CLIP_DEVICES:
+    paths = get_device_paths(device)
+    if not paths.whole_clip_search:
         return 0
-    return _budget(device) // (num_points * num_points)
-
-
-def _budget(device: torch.device) -> int:
-    return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
+    return paths.search_chunk_elements // (num_points * num_points)
 
 
 def _centred(points: torch.Tensor) -> torch.Tensor:

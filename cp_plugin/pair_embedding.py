@@ -25,21 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batch_stats import Moments, all_reduce, sync_group, update_running_stats
+from .device_paths import get_device_paths
 from .tracing import exporting
 
 __all__ = ["embed_pairs_max"]
-
-#: Elements of one chunk's widest pair tensor (points x k x width): 1 MiB in float32. Backward
-#: holds a handful of these at once: chunks of 2^20 ran up to 12% faster at ResNet-18 res3
-#: but needed 20-25 MiB more at res4 (benchmarks/NOTES.md).
-CHUNK_ELEMENTS = 1 << 18
-#: On a GPU memory is ample and each chunk costs kernel launches: 64 MiB chunks there.
-CUDA_CHUNK_ELEMENTS = 1 << 24
-#: Per device type, the largest pair tensor (points x k x widest layer, elements) whose layers
-#: all run as plain autograd ops on whole tensors: a dozen kernels where the fused path takes
-#: a hundred, for the memory of a few such tensors (1 GiB each in float32 on a GPU). Other
-#: devices, and ``recompute=True``, keep the fused path.
-PLAIN_PAIR_ELEMENTS = {"cuda": 1 << 28}
 
 
 def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.Tensor,
@@ -62,8 +51,9 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
     Returns:
         (M, C_L) the max over the k pairs of the last layer's output.
 
-    Where the pair tensors fit :data:`PLAIN_PAIR_ELEMENTS` (a GPU's usual case) every layer
-    runs as plain autograd ops on whole tensors, as while torch.export traces.
+    Where the pair tensors fit the device's ``plain_pair_elements`` (a GPU's usual case;
+    :mod:`cp_plugin.device_paths`) every layer runs as plain autograd ops on whole tensors, as
+    while torch.export traces. The fused path's chunks hold ``pair_chunk_elements`` each.
     """
     # torch.export (and so ONNX) traces plain ops: the fused last layer's chunk loop would fix
     # the number of points, and so T, H and W, in the exported graph.
@@ -84,7 +74,7 @@ def embed_pairs_max(centre: torch.Tensor, neighbour: torch.Tensor, index: torch.
 def _pairs_fit_whole(neighbour: torch.Tensor, index: torch.Tensor,
                      weights: Sequence[Optional[torch.Tensor]]) -> bool:
     widest = max([neighbour.shape[-1]] + [w.shape[0] for w in weights if w is not None])
-    return index.numel() * widest <= PLAIN_PAIR_ELEMENTS.get(neighbour.device.type, 0)
+    return index.numel() * widest <= get_device_paths(neighbour.device).plain_pair_elements
 
 
 def _fused(centre, neighbour, index, weights, norms) -> torch.Tensor:
@@ -137,7 +127,7 @@ class _Pairs:
         self.rows = neighbour.shape[0] if index is None else index.shape[0]
         self.k = neighbour.shape[1] if index is None else index.shape[1]
         widths = [neighbour.shape[-1]] + [w.shape[0] for w in weights if w is not None]
-        budget = CUDA_CHUNK_ELEMENTS if neighbour.is_cuda else CHUNK_ELEMENTS
+        budget = get_device_paths(neighbour.device).pair_chunk_elements
         step = max(1, budget // (self.k * max(widths)))
         self.chunks = [slice(s, min(s + step, self.rows)) for s in range(0, self.rows, step)]
 

@@ -7,18 +7,17 @@ terms in a type with unit roundoff eps is off by at most about ``n * eps * sum|t
 (Higham, *Accuracy and Stability of Numerical Algorithms*, section 4.2), and errors along a
 chain of layers add up. A tolerance built that way holds on any CPU and is still orders of
 magnitude below what a wrong result changes. Used by the test suite and by
-``benchmarks.cuda_check``; imports only torch (and, for :func:`gpu_paths`, the core).
+``benchmarks.cuda_check``; imports only torch.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Optional, Union
 
 import torch
 
 __all__ = ["rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
            "assert_step_matches", "summed_fan_in", "network_reduction_length",
-           "cp_reduction_length", "search_rounding_bound", "gpu_paths"]
+           "cp_reduction_length", "search_rounding_bound"]
 
 Number = Union[float, torch.Tensor]
 
@@ -143,26 +142,3 @@ def randomise_norms(module, seed=0):
             m.weight.data = (torch.rand(m.weight.shape, generator=gen) + 0.5) * sign
             m.bias.data = torch.randn(m.bias.shape, generator=gen) * 0.1
     return module
-
-
-@contextlib.contextmanager
-def gpu_paths():
-    """CP's chunk budgets and paths on a GPU (whole-clip search, whole pair tensors, the finite
-    check without a host sync), on any device while the context lasts: to test the GPU's paths
-    and count its kernels on the CPU.
-    Not thread-safe: it sets module constants."""
-    from . import knn, pair_embedding, validation
-
-    saved = (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-             pair_embedding.PLAIN_PAIR_ELEMENTS, validation.SYNCHRONOUS_CHECK_DEVICES)
-    knn.DEFAULT_CHUNK_ELEMENTS = knn.CUDA_CHUNK_ELEMENTS
-    knn.WHOLE_CLIP_DEVICES = knn.WHOLE_CLIP_DEVICES | {"cpu"}
-    pair_embedding.CHUNK_ELEMENTS = pair_embedding.CUDA_CHUNK_ELEMENTS
-    pair_embedding.PLAIN_PAIR_ELEMENTS = dict(
-        pair_embedding.PLAIN_PAIR_ELEMENTS, cpu=pair_embedding.PLAIN_PAIR_ELEMENTS["cuda"])
-    validation.SYNCHRONOUS_CHECK_DEVICES = set()
-    try:
-        yield
-    finally:
-        (knn.DEFAULT_CHUNK_ELEMENTS, knn.WHOLE_CLIP_DEVICES, pair_embedding.CHUNK_ELEMENTS,
-         pair_embedding.PLAIN_PAIR_ELEMENTS, validation.SYNCHRONOUS_CHECK_DEVICES) = saved

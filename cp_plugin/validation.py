@@ -13,6 +13,7 @@ from typing import Iterable, List, Optional
 
 import torch
 
+from .device_paths import get_device_paths
 from .tracing import exporting
 
 
@@ -45,42 +46,30 @@ def check_k(k: int, num_frames: int, points_per_frame: int) -> int:
     return k
 
 
-#: Devices whose finite check runs synchronously and can count the bad values: the CPU, where
-#: the check costs no stall. On other devices the device checks itself, without a host sync.
-SYNCHRONOUS_CHECK_DEVICES = {"cpu"}
-
-
 def check_finite(name: str, tensor: torch.Tensor) -> None:
-    """Raise if ``tensor`` holds a NaN or an Inf, without a host sync where that would stall a
-    device's queue: on an accelerator the device itself checks (``torch._assert_async``) and a
-    non-finite value fails the stream with this message at the next synchronisation (a CUDA
-    error: the process cannot go on using that device)."""
+    """Raise a ValueError if ``tensor`` holds a NaN or an Inf, where the device's paths ask for
+    the check (:mod:`cp_plugin.device_paths`): on the CPU, where it costs no stall. On an
+    accelerator non-finite values propagate, as through every other layer, and GradScaler skips
+    the step; ``finite_check=True`` there is a debugging switch that costs a host sync."""
     # Data-dependent check: skipped while torch.compile or torch.export trace, so it causes no
     # graph break and no data-dependent guard.
     if torch.compiler.is_compiling() or exporting():
         return
-    if tensor.device.type not in SYNCHRONOUS_CHECK_DEVICES:
-        # x * 0 is 0 for every finite x, NaN for NaN and Inf, and a sum of zeros is exactly 0:
-        # three kernels where isfinite().all() takes five.
-        torch._assert_async(tensor.mul(0).sum() == 0, _non_finite_message(name))
+    if not get_device_paths(tensor.device).finite_check:
         return
     # One reduction first: a NaN or Inf anywhere makes the sum non-finite, so a finite sum
     # clears the tensor at a tenth of the cost of isfinite().all() (four passes). Only a
     # non-finite sum (or a finite tensor whose sum overflowed) takes the element-wise test.
-    # On the CPU _assert_async fails at once, so its error can be caught and made precise.
     accumulate = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-    try:
-        torch._assert_async(torch.isfinite(tensor.sum(dtype=accumulate)))
-    except RuntimeError:
+    if not bool(torch.isfinite(tensor.sum(dtype=accumulate))):
         bad = int((~torch.isfinite(tensor)).sum())
         if bad:
-            raise ValueError(_non_finite_message(name, bad)) from None
+            raise ValueError(_non_finite_message(name, bad))
 
 
-def _non_finite_message(name: str, count: Optional[int] = None) -> str:
-    how_many = "non-finite values" if count is None else f"{count} non-finite value(s)"
-    return (f"{name} contains {how_many} (NaN or Inf); CP distances would be meaningless. "
-            f"Check the input data and the layers before this module.")
+def _non_finite_message(name: str, count: int) -> str:
+    return (f"{name} contains {count} non-finite value(s) (NaN or Inf); CP distances would be "
+            f"meaningless. Check the input data and the layers before this module.")
 
 
 def check_points(points: torch.Tensor, num_frames: int, k: int) -> int:

@@ -29,6 +29,19 @@ def mmaction_scope():
     init_default_scope("mmaction")
 
 
+@pytest.fixture
+def cpu_paths():
+    """``cpu_paths(**changes)``: CP takes CPU_PATHS with ``changes`` on the CPU for one test;
+    ``cpu_paths(ACCELERATOR_PATHS, ...)`` starts from a GPU's paths (cp_plugin.device_paths)."""
+    from cp_plugin.device_paths import CPU_PATHS, set_device_paths
+
+    def select(base=CPU_PATHS, **changes):
+        set_device_paths("cpu", base.replace(**changes))
+
+    yield select
+    set_device_paths("cpu", None)
+
+
 def moving_square_frames(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of a bright square moving over noise, so clips differ in time."""
     rng = np.random.default_rng(seed)

@@ -1,5 +1,4 @@
 """The measuring tools behind `make bench` (the rows themselves run in `make bench`)."""
-import contextlib
 import sys
 
 import pytest
@@ -113,17 +112,19 @@ def test_dispatched_ops_counts_kernels_not_views_and_the_host_syncs():
 @pytest.mark.parametrize("cfg", [dict(k=3), dict(k=2, bottleneck_channels=4, shrink=2),
                                  dict(k=3, checkpoint_pairs=True)], ids=str)
 def test_cp_forward_and_backward_never_sync_the_host(cfg):
-    """No bool(), int() or .item() of a tensor in CP's forward or backward: on a GPU each would
-    stall the queue and forbid CUDA-graph capture. The finite check runs on the device."""
-    from cp_plugin.testing import gpu_paths
+    """No bool(), int() or .item() of a tensor in CP's forward or backward on a GPU's paths, or
+    on the CPU's but for the finite check (free on the CPU): on a GPU each would stall the queue
+    and forbid CUDA-graph capture."""
     from cp_plugin import CPModule
+    from cp_plugin.device_paths import ACCELERATOR_PATHS, CPU_PATHS, use_device_paths
 
     module = CPModule(8, **cfg).train()
     x = torch.randn(2, 8, 3, 6, 6, requires_grad=True)
-    for paths in (gpu_paths(), contextlib.nullcontext()):
-        with paths:
+    for paths, expected in [(ACCELERATOR_PATHS, 0), (CPU_PATHS, 1),
+                            (CPU_PATHS.replace(finite_check=False), 0)]:
+        with use_device_paths("cpu", paths):
             ops, syncs = dispatched_ops(lambda: module(x).square().sum().backward())
-        assert ops > 0 and syncs == 0
+        assert ops > 0 and syncs == expected, paths
 
 
 def test_gpu_rows_run_every_variant(monkeypatch):

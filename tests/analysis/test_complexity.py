@@ -46,15 +46,13 @@ def test_parameter_counts_are_exact():
 @pytest.mark.parametrize("cfg", [dict(in_channels=16, k=3), dict(in_channels=16, k=2, shrink=2),
                                  dict(in_channels=16, k=4, bottleneck_channels=8, mlp_channels=(8,))],
                          ids=["plain", "shrink", "bottleneck"])
-def test_cost_counts_every_matmul_the_module_runs(monkeypatch, cfg, train, search):
+def test_cost_counts_every_matmul_the_module_runs(cpu_paths, cfg, train, search):
     """torch's FlopCounterMode sees every matrix product and convolution the forward runs, the
     fused pair embedding's included: exactly our MAC count (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from cp_plugin import knn
-
     # The CPU's own path, and the GPU's, which scores whole clips when they fit the budget.
-    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"} if search == "whole-clip" else set())
+    cpu_paths(whole_clip_search=search == "whole-clip")
     module = CPModule(**cfg).train(train)
     shape = (2, 16, 3, 8, 6)
     cost = cp_module_cost(module, shape)

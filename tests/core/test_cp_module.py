@@ -1,12 +1,11 @@
-import contextlib
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from cp_plugin.testing import gpu_paths
 from cp_plugin import CPModule, frames_to_video, video_to_frames
+from cp_plugin.device_paths import ACCELERATOR_PATHS, CPU_PATHS, use_device_paths
 from cp_plugin.reference import ReferenceCPModule
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length, randomise_norms
 
@@ -33,7 +32,7 @@ def twin(cfg, seed=0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_matches_reference_forward_and_gradients(cfg, train, dtype, paths):
     """Each device's paths (the GPU's: whole-clip search, plain pair tensors), on the CPU."""
-    with gpu_paths() if paths == "gpu" else contextlib.nullcontext():
+    with use_device_paths("cpu", ACCELERATOR_PATHS if paths == "gpu" else CPU_PATHS):
         check_against_reference(cfg, train, dtype)
 
 

@@ -6,7 +6,7 @@ import torch
 
 import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
-from cp_plugin import validation
+from cp_plugin.device_paths import ACCELERATOR_PATHS
 from cp_plugin.validation import check_finite
 from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
 from cp_plugin.testing import randomise_norms
@@ -83,22 +83,29 @@ def test_non_finite_input_is_refused(bad):
         other_frame_knn(x.flatten(2).transpose(1, 2), 3, 3)
 
 
-@pytest.mark.parametrize("synchronous", [True, False], ids=["cpu", "device-side"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_finite_values_whose_sum_overflows_are_accepted(monkeypatch, synchronous, bad):
-    """Both checks reduce first (the CPU's by a sum, the device-side one, an accelerator's
-    without a host sync, by a sum of x * 0): huge finite values are no NaN, one bad value is."""
-    if not synchronous:  # _assert_async fails at once on the CPU, with the device's message
-        monkeypatch.setattr(validation, "SYNCHRONOUS_CHECK_DEVICES", set())
-    error, match = ((ValueError, "points contains 1 non-finite value") if synchronous
-                    else (RuntimeError, "points contains non-finite values"))
+def test_finite_values_whose_sum_overflows_are_accepted(bad):
+    """The check reduces first (a sum): huge finite values are no NaN, one bad value is."""
     points = torch.full((1, 8, 4), 3e38)  # finite in float32, their sum is not
     assert not torch.isfinite(points.sum())
     check_finite("points", points)
     check_finite("points", torch.full((4, 4), 6e4, dtype=torch.float16))
     points[0, 5, 1] = bad
-    with pytest.raises(error, match=match):
+    with pytest.raises(ValueError, match="points contains 1 non-finite value"):
         check_finite("points", points)
+
+
+def test_on_an_accelerators_paths_non_finite_input_propagates(cpu_paths):
+    """As through any other layer (no host sync, no device-side assert): the NaN reaches the
+    loss and GradScaler skips the step. finite_check=True is the debugging switch."""
+    x = torch.randn(1, 8, 3, 4, 4)
+    x[0, 2, 1, 3, 0] = float("inf")
+    module = randomise_norms(CPModule(8, k=3))
+    cpu_paths(ACCELERATOR_PATHS)
+    assert not torch.isfinite(module(x)).all()
+    cpu_paths(ACCELERATOR_PATHS, finite_check=True)
+    with pytest.raises(ValueError, match="x contains 1 non-finite value"):
+        module(x)
 
 
 @pytest.mark.parametrize("layout", ["channels_last_3d", "strided", "transposed"])

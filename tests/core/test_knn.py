@@ -39,12 +39,12 @@ SIZES = list(itertools.product([1, 5, 14], [1, 5, 14]))
 
 @pytest.mark.parametrize("path", ["whole-clip", "per-frame", "per-frame-two-stage"])
 @pytest.mark.parametrize("n,t,size", list(itertools.product([1, 3], [2, 3, 8], SIZES)))
-def test_matches_brute_force(monkeypatch, n, t, size, path):
+def test_matches_brute_force(monkeypatch, cpu_paths, n, t, size, path):
     # The budget picks the path: whole clips (in groups of one clip) or frames in chunks.
     h, w = size
     whole_clip = (t * h * w) ** 2
-    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", whole_clip if path == "whole-clip" else 1)
-    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"})  # the GPU's choice, here
+    cpu_paths(whole_clip_search=True,  # the GPU's choice, here
+              search_chunk_elements=whole_clip if path == "whole-clip" else 1)
     if path == "per-frame-two-stage":  # smallest_k's grouped path wherever the row allows it
         monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1)
     gen = torch.Generator().manual_seed(n * 1000 + t * 100 + h)
@@ -63,7 +63,7 @@ def test_chunked_equals_unchunked(chunk_size):
     assert_exact_knn(points, 4, 8, reference.other_frame_knn(points, 4, 8))
 
 
-def test_default_chunk_never_builds_the_full_matrix(monkeypatch):
+def test_default_chunk_never_builds_the_full_matrix(monkeypatch, cpu_paths):
     import cp_plugin.knn as knn
 
     seen = []
@@ -74,7 +74,7 @@ def test_default_chunk_never_builds_the_full_matrix(monkeypatch):
         seen.append(out.shape)
         return out
 
-    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 1000)
+    cpu_paths(search_chunk_elements=1000)
     monkeypatch.setattr(knn, "MIN_CHUNK_QUERIES", 1)
     monkeypatch.setattr(knn.torch, "bmm", spy)
     points = torch.randn(2, 4 * 49, 4)
@@ -151,14 +151,14 @@ def test_whole_clip_search_matches_brute_force(case, n, t, hw, clips_at_once):
         assert_exact_knn(points, t, k, knn.search_whole_clip(points, hw, k, clips_at_once))
 
 
-def test_a_budget_that_holds_whole_clips_searches_them_in_groups(monkeypatch):
+def test_a_budget_that_holds_whole_clips_searches_them_in_groups(monkeypatch, cpu_paths):
     seen = []
     real_bmm = torch.bmm
     monkeypatch.setattr(knn.torch, "bmm", lambda *args: seen.append(real_bmm(*args).shape)
                         or real_bmm(*args))
     points = torch.randn(5, 3 * 16, 4)
-    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 2 * 48 * 48 + 1)  # two clips' matrices
-    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"})  # as on a GPU
+    # As on a GPU, with a budget of two clips' matrices.
+    cpu_paths(whole_clip_search=True, search_chunk_elements=2 * 48 * 48 + 1)
     assert_exact_knn(points, 3, 4, other_frame_knn(points, 3, 4))
     assert seen == [(2, 48, 48), (2, 48, 48), (1, 48, 48)]
 
@@ -173,12 +173,12 @@ def test_export_takes_the_whole_clip_search(monkeypatch):
 
 
 @pytest.mark.parametrize("path", ["whole-clip", "per-frame"])
-def test_exact_where_float32_matmuls_round_operands_to_bfloat16(monkeypatch, path):
+def test_exact_where_float32_matmuls_round_operands_to_bfloat16(monkeypatch, cpu_paths, path):
     """With the float32 matmul precision lowered ('medium': bfloat16 operands, or TF32 on a
     GPU), emulated by a bmm that rounds its operands to bfloat16 and sums exactly: the search
     still ranks to float32 precision, on near-ties 1e-3 apart, 100 away from the origin."""
-    monkeypatch.setattr(knn, "DEFAULT_CHUNK_ELEMENTS", 1 << 20 if path == "whole-clip" else 1)
-    monkeypatch.setattr(knn, "WHOLE_CLIP_DEVICES", {"cpu"} if path == "whole-clip" else set())
+    cpu_paths(whole_clip_search=path == "whole-clip",
+              search_chunk_elements=1 << 20 if path == "whole-clip" else 1)
     exact_bmm = torch.bmm
     monkeypatch.setattr(torch, "bmm", lambda a, b: exact_bmm(a.bfloat16().double(),
                                                              b.bfloat16().double()).float())

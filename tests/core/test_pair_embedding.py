@@ -40,13 +40,14 @@ def make_layers(widths, momentum, gen):
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("recompute", [False, True, "export", "whole"])
-def test_matches_autograd_across_many_chunks(monkeypatch, widths, train, momentum, recompute):
-    monkeypatch.setattr(pair_embedding, "CHUNK_ELEMENTS", 50)  # uneven chunks of a few rows
+def test_matches_autograd_across_many_chunks(monkeypatch, cpu_paths, widths, train, momentum,
+                                             recompute):
+    cpu_paths(pair_chunk_elements=50)  # uneven chunks of a few rows
     if recompute == "export":  # the plain ops torch.export traces, with either flag
         monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
         recompute = bool(len(widths) % 2)
     elif recompute == "whole":  # plain ops where the pair tensors fit (a GPU's usual case)
-        monkeypatch.setattr(pair_embedding, "PLAIN_PAIR_ELEMENTS", {"cpu": 1 << 20})
+        cpu_paths(pair_chunk_elements=50, plain_pair_elements=1 << 20)
         recompute = False
     gen = torch.Generator().manual_seed(len(widths))
     rows, k = 29, 4
@@ -90,13 +91,13 @@ def test_matches_autograd_across_many_chunks(monkeypatch, widths, train, momentu
 
 
 @pytest.mark.parametrize("recompute", [False, True])
-def test_float32_batch_statistics_with_a_large_offset(monkeypatch, recompute):
+def test_float32_batch_statistics_with_a_large_offset(cpu_paths, recompute):
     """Moments accumulated chunk by chunk stay accurate when the mean dwarfs the spread.
 
     The rows sum ~1e7 squares that E[z^2] - E[z]^2 would need to cancel down to a variance of
     ~2 (float32 spacing near 1e7 is 1). Centred moments are off by no more than the rounding of
     sums of ``offset``-sized terms, divided by the spread the BN normalises with."""
-    monkeypatch.setattr(pair_embedding, "CHUNK_ELEMENTS", 64)
+    cpu_paths(pair_chunk_elements=64)
     gen = torch.Generator().manual_seed(0)
     rows, k, offset = 100, 2, 3000.0
     centre = torch.randn(rows, 8, generator=gen, dtype=torch.float64) + offset

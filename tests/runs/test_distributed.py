@@ -128,9 +128,12 @@ def _run_pair_embedding(norm_type, rows, layers, recompute, part=slice(None)):
 
 
 def _synced_rank(rank, rows, layers, recompute, results):
+    from cp_plugin.measure import dispatched_ops
+
     half = rows // 2
-    out = _run_pair_embedding(torch.nn.SyncBatchNorm, rows, layers, recompute,
-                              slice(rank * half, (rank + 1) * half))
+    out = {}
+    _, out["host_syncs"] = dispatched_ops(lambda: out.update(_run_pair_embedding(
+        torch.nn.SyncBatchNorm, rows, layers, recompute, slice(rank * half, (rank + 1) * half))))
     torch.save(out, results / f"rank{rank}.pt")
 
 
@@ -139,10 +142,12 @@ def _synced_rank(rank, rows, layers, recompute, results):
 def test_syncbn_pair_statistics_equal_one_process_on_the_whole_batch(tmp_path, layers, recompute):
     """With SyncBatchNorm, two ranks' fused pair embedding computes what one process computes on
     both ranks' points: same outputs and input gradients, parameter gradients that sum (as DDP
-    reduces them) to the whole batch's, and the same running statistics."""
+    reduces them) to the whole batch's, and the same running statistics. Forward and backward
+    read no tensor on the host (a stall of a GPU's queue per BN)."""
     rows = 40
     spawn(_synced_rank, rows, layers, recompute, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert [r["host_syncs"] for r in ranks] == [0, 0]
     whole = _run_pair_embedding(torch.nn.BatchNorm1d, rows, layers, recompute)
     # float64 sums over the layers' widths and each BN's rows * 5 pairs, in another order.
     length = sum(PAIR_WIDTHS) + layers * rows * 5
