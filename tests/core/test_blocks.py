@@ -112,6 +112,8 @@ def test_timm_and_mmaction_use_the_same_registration(pre_act_registered):
     """The registration above is all either framework's glue needs."""
     from mmaction.registry import MODELS
 
+    import cp_plugin.mmaction  # noqa: F401  the glue, as a config's custom_imports loads it
+
     net = PreActNet()
     inserted = timm_adapters.insert_cp(net, ["layer1.1"], k=2)  # channels from the probe
     assert inserted["layer1.1"].in_channels == 8 and isinstance(net.layer1[1], ActivationSite)
