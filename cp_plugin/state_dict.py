@@ -9,6 +9,7 @@ missing or unexpected keys are reported under the plain names.
 from __future__ import annotations
 
 from functools import partial
+from typing import Iterator, Tuple
 
 from torch import nn
 
@@ -47,6 +48,20 @@ def hide_child_in_state_dict(module: nn.Module, child: str = "backbone") -> None
     if not isinstance(getattr(module, child, None), nn.Module):
         raise TypeError(f"{type(module).__name__} has no {child!r} submodule to hide")
     prefix = child + "."
+    module._state_dict_hidden_child = child
     module.register_state_dict_post_hook(partial(_drop_child_prefix, prefix))
     module.register_load_state_dict_pre_hook(partial(_add_child_prefix, prefix))
     module.register_load_state_dict_post_hook(partial(_report_plain_names, prefix))
+
+
+def state_dict_prefixes(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+    """Every submodule of ``model`` with the prefix its entries have in ``model``'s state dict
+    (``named_modules`` names, less the children hidden above)."""
+    def walk(module: nn.Module, prefix: str):
+        yield prefix, module
+        hidden = getattr(module, "_state_dict_hidden_child", None)
+        for name, child in module._modules.items():
+            if child is not None:
+                yield from walk(child, prefix if name == hidden else f"{prefix}{name}.")
+
+    yield from walk(model, "")

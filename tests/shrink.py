@@ -52,12 +52,16 @@ def replace_pretrained(node, imagenet_checkpoint):
             replace_pretrained(value, imagenet_checkpoint)
 
 
-def shrink_config(cfg, work_dir, video_data, rawframe_data, imagenet_checkpoint):
-    """Make ``cfg`` train one iteration and test one video, on the generated data, in work_dir."""
+def shrink_config(cfg, work_dir, video_data, rawframe_data, imagenet_checkpoint, validate=False):
+    """Make ``cfg`` train one iteration and test one video, on the generated data, in work_dir;
+    ``validate``: keep the config's validation, every epoch, on the test video."""
     cfg.work_dir = str(work_dir)
     point_at_data(cfg.train_dataloader, video_data, rawframe_data, "train")
     point_at_data(cfg.test_dataloader, video_data, rawframe_data, "test")
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if validate:
+        point_at_data(cfg.val_dataloader, video_data, rawframe_data, "test")
+    else:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=1, val_interval=1)
     cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 1

@@ -105,7 +105,7 @@ class TinyVideoData(torch.utils.data.Dataset):
         return dict(inputs=torch.randn(4, 3, 5, 5, generator=gen), labels=torch.tensor(index % 2))
 
 
-def make_runner(work_dir, max_epochs, resume=False, load_from=None):
+def make_runner(work_dir, max_epochs, resume=False, load_from=None, custom_hooks=None):
     from mmengine.model import BaseModel
 
     from cp_plugin.mmaction import WeightsOnlyRunner
@@ -132,7 +132,46 @@ def make_runner(work_dir, max_epochs, resume=False, load_from=None):
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1),
                            logger=dict(type="LoggerHook", interval=1)),
-        randomness=dict(seed=0), resume=resume, load_from=load_from)
+        randomness=dict(seed=0), resume=resume, load_from=load_from, custom_hooks=custom_hooks)
+
+
+def test_load_from_names_in_one_line_what_the_checkpoint_lacked(tmp_path):
+    """A C2D-style checkpoint (no CP entries) loaded into a CPNet: one warning line counts the
+    CP module's entries, names the module and says nothing else was missing; RandomStateHook
+    says nothing (a load_from is no resume). With entries missing outside CP, those are named."""
+    import logging
+
+    from cp_plugin.mmaction import RandomStateHook
+
+    state = make_runner(tmp_path / "source", max_epochs=1).model.state_dict()
+    cp_entries = [k for k in state if k.startswith("cp.") and "num_batches_tracked" not in k]
+    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("cp.")}},
+               tmp_path / "plain.pth")
+    torch.save({"state_dict": {k: v for k, v in state.items() if k != "fc.bias"}},
+               tmp_path / "no_bias.pth")
+
+    def warnings_of(checkpoint):
+        runner = make_runner(tmp_path / f"run_{checkpoint}", max_epochs=1,
+                             custom_hooks=[RandomStateHook()],
+                             load_from=str(tmp_path / checkpoint))
+        records = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = records.append
+        runner.logger.addHandler(handler)
+        try:
+            runner.load_or_resume()
+        finally:
+            runner.logger.removeHandler(handler)
+        return [r.getMessage() for r in records]
+
+    (line,) = warnings_of("plain.pth")
+    total = len([k for k in state if "num_batches_tracked" not in k])
+    assert line.endswith(f"plain.pth: {len(cp_entries)} of the model's {total} entries not in "
+                         f"the checkpoint, left as initialised: {len(cp_entries)} in 1 CP "
+                         f"module(s) (cp), nothing else")
+    (line,) = warnings_of("no_bias.pth")
+    assert line.endswith(f"1 of the model's {total} entries not in the checkpoint, left as "
+                         f"initialised: 1 elsewhere (fc.bias)")
 
 
 def test_runner_checkpoint_resumes_and_loads_under_weights_only(tmp_path):

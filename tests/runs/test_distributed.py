@@ -20,16 +20,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_agree_and_checkpoint_evaluates_alike(tmp_path):
-    config = write_small_toy_config(
-        tmp_path / "toy.py", epochs=2,
-        extra="custom_hooks = [dict(type='RandomStateHook'), dict(type='RankAgreementHook', interval=1)]\n")
-    work = tmp_path / "dist"
+def dist_train(config, work, *flags):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
-    result = subprocess.run(["bash", "tools/dist_train.sh", str(config), "2", "--work-dir", str(work)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["bash", "tools/dist_train.sh", str(config), "2", "--work-dir", str(work),
+                             *flags], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
+    return log
+
+
+def final_state(work):
+    checkpoint = load_run_checkpoint(work / "epoch_2.pth")
+    return checkpoint["state_dict"], checkpoint["optimizer"]["state"]
+
+
+def test_two_processes_train_agree_resume_exactly_and_checkpoint_evaluates_alike(tmp_path):
+    # diff_rank_seed: each rank's dropout draws from a stream of its own.
+    config = write_small_toy_config(
+        tmp_path / "toy.py", epochs=2,
+        extra="randomness = dict(seed=0, diff_rank_seed=True)\n"
+              "custom_hooks = [dict(type='RandomStateHook'), dict(type='RankAgreementHook', interval=1)]\n")
+    work = tmp_path / "dist"
+    log = dist_train(config, work)
     assert "Distributed training: True" in log
     assert "Epoch(train) [1][2/2]" in log  # 96 videos shared by 2 ranks, batches of 32
 
@@ -47,6 +59,22 @@ def test_two_processes_train_agree_and_checkpoint_evaluates_alike(tmp_path):
     single = run_tool("tools/test.py", str(config), str(work / "epoch_2.pth"),
                       "--work-dir", str(tmp_path / "single"))
     assert f"acc/top1: {accuracy[-1]:.4f}" in single, (accuracy, single[-2000:])
+
+    # Stopped after epoch 1 and resumed: each rank gets its own streams back.
+    part = tmp_path / "part"
+    dist_train(config, part, "--cfg-options", "train_cfg.max_epochs=1")
+    streams = load_run_checkpoint(part / "epoch_1.pth")["random_states"]
+    assert len(streams) == 2 and not torch.equal(streams[0]["torch"], streams[1]["torch"])
+    log = dist_train(config, part, "--resume")
+    assert "resumed epoch: 1, iter: 2" in log
+    whole, resumed = final_state(work), final_state(part)
+    assert all(torch.equal(resumed[0][key], whole[0][key]) for key in whole[0])
+    assert all(torch.equal(resumed[1][p][n], whole[1][p][n]) for p in whole[1] for n in whole[1][p])
+
+    # One process resumes the two ranks' checkpoint: it restores what it can and says so.
+    log = run_tool("tools/train.py", str(config), "--work-dir", str(tmp_path / "one"),
+                   "--resume", str(part / "epoch_1.pth"))
+    assert "holds the random states of 2 rank(s), this run has 1: ranks 0-0 continue" in log
 
 
 def _in_process_group(rank, world_size, port, target, *args):
