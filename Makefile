@@ -1,5 +1,8 @@
 # cp_plugin developer entry points. Every target builds .venv from the lock file when needed.
-PYTHON ?= python3
+# The lock file's pins need Python 3.11: python3.11 where it is on PATH, else python3, checked
+# before anything is installed (PYTHON=... picks another interpreter).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+NEEDED_PYTHON := 3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,6 +13,11 @@ venv: $(STAMP)
 
 # Rebuilt only when the lock file or the package metadata change.
 $(STAMP): requirements/lock.txt setup.cfg pyproject.toml
+	@found=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$found" != "$(NEEDED_PYTHON)" ]; then \
+		echo "make: requirements/lock.txt needs Python $(NEEDED_PYTHON); PYTHON=$(PYTHON) is" \
+			"$${found:-not runnable}. Install Python $(NEEDED_PYTHON) and run" \
+			"make PYTHON=/path/to/python$(NEEDED_PYTHON) $(MAKECMDGOALS)" >&2; exit 1; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -106,8 +106,8 @@ def float32_matmul_lowered(device_type: str) -> bool:
     """Whether float32 matmuls on ``device_type`` may round their operands to TF32 or bfloat16
     (``torch.set_float32_matmul_precision("high" or "medium")``, the backends' ``fp32_precision``,
     or CUDA's legacy ``allow_tf32``)."""
-    matmul = torch.backends.cuda.matmul if device_type == "cuda" else torch.backends.mkldnn.matmul
-    precision = getattr(matmul, "fp32_precision", None)
+    backend = torch.backends.cuda if device_type == "cuda" else torch.backends.mkldnn
+    precision = getattr(getattr(backend, "matmul", None), "fp32_precision", None)
     if precision is None:  # torch < 2.9 has the legacy switches only
         return (torch.get_float32_matmul_precision() != "highest"
                 or (device_type == "cuda" and torch.backends.cuda.matmul.allow_tf32))

@@ -656,6 +656,27 @@ def test_imagenet_weights_from_a_local_file_offline(tmp_path, monkeypatch):
     assert all(torch.equal(again.state_dict()[k], v) for k, v in video.state_dict().items())
 
 
+def test_readme_timm_snippet_runs_as_written(tmp_path, monkeypatch):
+    """README's timm snippet, offline, beside the file it names (here random resnet18 weights,
+    saved as its comment says): it builds, classifies clips and loads the file's weights."""
+    from readme import readme_snippet
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(2)
+    image_model = timm.create_model("resnet18")
+    torch.save(image_model.state_dict(), "resnet18_imagenet.pth")
+    snippet = readme_snippet(r"import torch, timm, timm_adapters")
+    assert "create_model('cpnet_resnet18', num_classes=400, pretrained=True" in snippet
+    scope = {}
+    exec(compile(snippet.replace("model = timm_adapters", "video = timm_adapters"), "README", "exec"),
+         scope)
+    assert scope["logits"].shape == (2, 400)
+    assert torch.equal(scope["model"].state_dict()["layer4.1.conv2.weight"],
+                       image_model.state_dict()["layer4.1.conv2.weight"])
+    assert type(scope["video"]).__name__ == "VideoModel"
+
+
 # ---------------------------------------------------------------------------------------------
 # mmaction2.
 
