@@ -9,8 +9,7 @@ import timm
 import timm_adapters  # noqa: F401  (registers cpnet_*)
 from cp_plugin.export import clip_dynamic_shapes, export_program
 from cp_plugin.insertion import insertion_sites
-from cp_plugin.testing import (assert_close_to_rounding, assert_differ_beyond_rounding,
-                               network_reduction_length, rounding_bound)
+from cp_plugin.testing import assert_same_in_float64, network_reduction_length, rounding_bound
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CPNET_R18 = os.path.join(REPO, "mmaction_configs", "kinetics400", "cpnet_r18_8x4_kinetics400.py")
@@ -36,23 +35,21 @@ def timm_cpnet():
 
 
 def test_torch_export_keeps_batch_frames_and_size_symbolic():
-    model = timm_cpnet()
-    program = export_program(model, random_clips(1, 3, 4, 64, 64),
+    """Eager and exported, both in float64, at shapes other than the traced one."""
+    model = timm_cpnet().double()
+    program = export_program(model, random_clips(1, 3, 4, 64, 64).double(),
                              dynamic=("batch", "frames", "size"))
     exported = program.module()
-    plain = timm.create_model("resnet18", num_classes=7).eval()
+    plain = timm.create_model("resnet18", num_classes=7).eval().double()
     plain.load_state_dict(model.state_dict(), strict=False)
     for i, shape in enumerate([(2, 3, 4, 64, 64), (1, 3, 3, 96, 80), (3, 3, 9, 64, 64)]):
-        x = random_clips(*shape, seed=i)
+        x = random_clips(*shape, seed=i).double()
         with torch.no_grad():
-            expected = model(x)
-            assert_close_to_rounding(exported(x), expected,
-                                     reduction_length=network_reduction_length(model, x))
+            assert_same_in_float64(exported(x), model(x))
     # CP is in the graph: the exported model is not the plain C2D.
-    with torch.no_grad():
+    with torch.no_grad(), pytest.raises(AssertionError):
         c2d = plain(x.transpose(1, 2).flatten(0, 1)).view(3, 9, 7).mean(1)
-        assert_differ_beyond_rounding(exported(x), c2d,
-                                      reduction_length=network_reduction_length(model, x))
+        assert_same_in_float64(exported(x), c2d)
 
 
 def test_export_refuses_what_it_cannot_export():
@@ -121,12 +118,12 @@ def test_mmaction_cpnet_r18_onnx_runs_in_onnxruntime(tmp_path):
     assert result["difference"] <= onnx_tolerance(recognizer, result["shapes"])
     dims = graph_input_dims(out)
     assert isinstance(dims[0], str) and isinstance(dims[2], str) and dims[3:] == [64, 64]
-    # The graph's scores are the recognizer's own head scores for one view.
-    x = random_clips(2, 3, 4, 64, 64)
+    # The graph's scores are the recognizer's own head scores for one view (float64).
+    x = random_clips(2, 3, 4, 64, 64).double()
+    recognizer.double()
     with torch.no_grad():
         own = recognizer(x.unsqueeze(1), mode="tensor", stage="head")
-        assert_close_to_rounding(ClipRecognizer(recognizer)(x), own,
-                                 reduction_length=network_reduction_length(recognizer, x))
+        assert_same_in_float64(ClipRecognizer(recognizer)(x), own)
 
 
 def test_recognizer2d_takes_the_frames_as_segments_and_exports():
@@ -143,16 +140,15 @@ def test_recognizer2d_takes_the_frames_as_segments_and_exports():
                       cp_blocks=["layer3.1"], cp_cfg=dict(k=4), num_segments=4),
         cls_head=dict(type="TSNHead", num_classes=5, in_channels=512),
         data_preprocessor=dict(type="ActionDataPreprocessor", format_shape="NCHW"))))
-    model = ClipRecognizer(recognizer).eval()
-    x = random_clips(2, 3, 4, 64, 64)  # (N, C, T, H, W): T = the 4 segments
+    model = ClipRecognizer(recognizer).eval().double()
+    x = random_clips(2, 3, 4, 64, 64).double()  # (N, C, T, H, W): T = the 4 segments
     with torch.no_grad():
         own = recognizer(x.transpose(1, 2).contiguous(), mode="tensor", stage="head")
-        length = network_reduction_length(recognizer, x)
-        assert_close_to_rounding(model(x), own, reduction_length=length)
+        assert_same_in_float64(model(x), own)
     # num_segments fixes T in this backbone: the batch stays dynamic.
     program = export_program(model, x, dynamic=("batch",)).module()
-    y = random_clips(3, 3, 4, 64, 64, seed=1)
+    y = random_clips(3, 3, 4, 64, 64, seed=1).double()
     with torch.no_grad():
-        assert_close_to_rounding(program(y), model(y), reduction_length=length)
+        assert_same_in_float64(program(y), model(y))
     with pytest.raises(TypeError, match="Recognizer2D or Recognizer3D, got Linear"):
         ClipRecognizer(torch.nn.Linear(2, 2))
