@@ -7,7 +7,8 @@ from torch import nn
 from cp_plugin import CPModule, frames_to_video, video_to_frames
 from cp_plugin.device_paths import ACCELERATOR_PATHS, CPU_PATHS, use_device_paths
 from cp_plugin.reference import ReferenceCPModule
-from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length, randomise_norms
+from cp_plugin.testing import (assert_close_to_rounding, assert_same_in_float64,
+                               cp_reduction_length, randomise_norms)
 
 CONFIGS = [
     dict(in_channels=8, k=3),
@@ -54,9 +55,17 @@ def check_against_reference(cfg, train, dtype):
     x_ref = x.clone().requires_grad_()
     out_fast, out_ref = fast(x_fast), ref(x_ref)
     length = cp_reduction_length(fast, x)
+
+    def same(got, want, magnitude, name):
+        # float64: the two paths agree to 1e-9; float32: to the rounding bound.
+        if dtype == torch.float64:
+            assert_same_in_float64(got, want, scale=float(magnitude), msg=name)
+        else:
+            assert_close_to_rounding(got, want, reduction_length=length, magnitude=magnitude,
+                                     msg=name)
+
     # The output is x + delta: its terms are as large as the larger of the two.
-    assert_close_to_rounding(out_fast, out_ref, reduction_length=length,
-                             magnitude=max(x.abs().max(), (out_ref - x).abs().max()))
+    same(out_fast, out_ref, max(x.abs().max(), (out_ref - x).abs().max()), "output")
     weight = torch.randn(out_fast.shape, generator=torch.Generator().manual_seed(2)).to(dtype)
     (out_fast * weight).sum().backward()
     (out_ref * weight).sum().backward()
@@ -67,14 +76,12 @@ def check_against_reference(cfg, train, dtype):
     scale = max(float(g.abs().max()) for g in grads_ref.values())
     for name, grad in grads_fast.items():
         assert grad is not None, name
-        assert_close_to_rounding(grad, grads_ref[name], reduction_length=length, magnitude=scale,
-                                 msg=lambda m, name=name: f"{name}: {m}")
+        same(grad, grads_ref[name], scale, name)
     if train:  # The running statistics were updated identically too.
         ref_buffers = dict(ref.named_buffers())
         for name, buf in fast.named_buffers():
             if buf.is_floating_point():
-                assert_close_to_rounding(buf, ref_buffers[name], reduction_length=length,
-                                         msg=name)
+                same(buf, ref_buffers[name], ref_buffers[name].abs().max(), name)
             else:
                 assert torch.equal(buf, ref_buffers[name]), name
 
@@ -102,31 +109,29 @@ def test_identity_at_init_then_learns():
 
 def test_frame_batches_match_video_layout():
     torch.manual_seed(0)
-    module = randomise_norms(CPModule(8, k=3)).eval()
-    video = torch.randn(3, 8, 4, 5, 5)
+    module = randomise_norms(CPModule(8, k=3)).eval().double()
+    video = torch.randn(3, 8, 4, 5, 5, dtype=torch.float64)
     expected = video_to_frames(module(video))
     frames = video_to_frames(video)
-    # Other memory layouts, other kernels: equal to rounding.
-    length = cp_reduction_length(module, video)
-    assert_close_to_rounding(module(frames, num_clips=3), expected, reduction_length=length)
-    assert_close_to_rounding(module(frames, num_frames=4), expected, reduction_length=length)
+    # Other memory layouts, other kernels: equal to float64 rounding.
+    assert_same_in_float64(module(frames, num_clips=3), expected)
+    assert_same_in_float64(module(frames, num_frames=4), expected)
     assert torch.equal(frames_to_video(frames, 4), video)  # a pure re-layout
     static = copy.deepcopy(module)
     static.num_frames = 4  # as built for a TSN-style backbone
-    assert_close_to_rounding(static(frames), expected, reduction_length=length)
+    assert_same_in_float64(static(frames), expected)
 
 
 def test_any_size_at_run_time_and_memory_layouts():
     torch.manual_seed(0)
-    module = randomise_norms(CPModule(8, k=1)).eval()
+    module = randomise_norms(CPModule(8, k=1)).eval().double()
     for shape in [(1, 8, 2, 1, 1), (2, 8, 5, 3, 7), (1, 8, 16, 4, 4)]:
-        x = torch.randn(shape)
+        x = torch.randn(shape, dtype=torch.float64)
         assert module(x).shape == x.shape
-    x = torch.randn(2, 8, 3, 6, 6)
-    strided = torch.randn(2, 3, 6, 6, 8).permute(0, 4, 1, 2, 3)  # channels-last video
-    strided.data.copy_(x)
-    assert_close_to_rounding(module(strided), module(x),
-                             reduction_length=cp_reduction_length(module, x))
+    x = torch.randn(2, 8, 3, 6, 6, dtype=torch.float64)
+    strided = torch.randn(2, 3, 6, 6, 8, dtype=torch.float64).permute(0, 4, 1, 2, 3)
+    strided.data.copy_(x)  # a channels-last video
+    assert_same_in_float64(module(strided), module(x))
 
 
 def test_extra_repr():

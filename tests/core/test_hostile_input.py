@@ -8,7 +8,7 @@ import cp_plugin  # noqa: F401
 from cp_plugin import CPModule, other_frame_knn
 from cp_plugin.device_paths import ACCELERATOR_PATHS
 from cp_plugin.validation import check_finite
-from cp_plugin.testing import assert_close_to_rounding, cp_reduction_length
+from cp_plugin.testing import assert_close_to_rounding, assert_same_in_float64, cp_reduction_length
 from cp_plugin.testing import randomise_norms
 from test_cp_module import twin
 from test_knn import assert_exact_knn
@@ -22,9 +22,13 @@ def run_forward_backward(module, x):
 
 
 def assert_same_to_rounding(module, x, results, expected):
-    """Two (output, input gradient) results of ``module`` on ``x``, each to its own scale."""
+    """Two (output, input gradient) results of ``module`` on ``x``, each to its own scale: to
+    float64 rounding for float64 runs, else to the float32 bound."""
     for got, want in zip(results, expected):
-        assert_close_to_rounding(got, want, reduction_length=cp_reduction_length(module, x))
+        if got.dtype == torch.float64:
+            assert_same_in_float64(got, want)
+        else:
+            assert_close_to_rounding(got, want, reduction_length=cp_reduction_length(module, x))
 
 
 def randomised_module(channels=8, k=3, seed=0):
@@ -46,7 +50,7 @@ def test_every_distance_ties(value):
                          ids=["single-pixel", "T=2", "single-pixel,T=2"])
 def test_smallest_shapes_with_the_largest_k(shape, k):
     """k = (T-1)HW: every point takes all the other frames' points."""
-    x = torch.randn(shape)
+    x = torch.randn(shape, dtype=torch.float64)
     t, hw = shape[2], shape[3] * shape[4]
     assert k == (t - 1) * hw
     points = x.flatten(2).transpose(1, 2)
@@ -56,8 +60,8 @@ def test_smallest_shapes_with_the_largest_k(shape, k):
         expected = (own_frame != own_frame[query]).nonzero().flatten()
         assert torch.equal(indices[:, query].sort(-1).values, expected.expand(shape[0], -1))
     fast, ref = twin(dict(in_channels=8, k=k))
-    out, grad = run_forward_backward(fast.train(), x)
-    ref_out, ref_grad = run_forward_backward(ref.train(), x)
+    out, grad = run_forward_backward(fast.train().double(), x)
+    ref_out, ref_grad = run_forward_backward(ref.train().double(), x)
     assert_same_to_rounding(fast, x, (out, grad), (ref_out, ref_grad))
     with pytest.raises(ValueError, match=f"use k <= {k}"):
         CPModule(8, k=k + 1)(x)
@@ -111,16 +115,16 @@ def test_on_an_accelerators_paths_non_finite_input_propagates(cpu_paths):
 @pytest.mark.parametrize("layout", ["channels_last_3d", "strided", "transposed"])
 def test_memory_layouts_give_the_same_result(layout):
     torch.manual_seed(0)
-    base = torch.randn(2, 8, 3, 6, 5)
+    base = torch.randn(2, 8, 3, 6, 5, dtype=torch.float64)
     if layout == "channels_last_3d":
         x = base.to(memory_format=torch.channels_last_3d)
     elif layout == "strided":
-        x = torch.randn(2, 8, 3, 12, 5)[:, :, :, ::2]
+        x = torch.randn(2, 8, 3, 12, 5, dtype=torch.float64)[:, :, :, ::2]
         base = x.contiguous()
     else:  # (N, C, T, W, H) storage seen as (N, C, T, H, W)
         x = base.transpose(3, 4).contiguous().transpose(3, 4)
     assert not x.is_contiguous()
-    module = randomised_module()
+    module = randomised_module().double()
     expected, expected_grad = run_forward_backward(module, base)
     out, grad = run_forward_backward(module, x)
     assert_same_to_rounding(module, x, (out, grad), (expected, expected_grad))
