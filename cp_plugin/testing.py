@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-__all__ = ["PATHS_RTOL", "assert_same_in_float64", "FLOAT32_ORDER_MARGIN", "assert_float32_like", "rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
+__all__ = ["PATHS_RTOL", "assert_same_in_float64", "assert_differ_in_float64", "FLOAT32_ORDER_MARGIN", "assert_float32_like", "rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
            "assert_step_matches", "summed_fan_in", "network_reduction_length",
            "cp_reduction_length", "search_rounding_bound"]
 
@@ -74,6 +74,15 @@ def assert_float32_like(actual: torch.Tensor, measured: torch.Tensor, truth: tor
     error = float((measured.double() - truth).abs().max())
     torch.testing.assert_close(_perturbed(actual.detach().double()), truth, rtol=0,
                                atol=FLOAT32_ORDER_MARGIN * error, msg=msg)
+
+
+def assert_differ_in_float64(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """A check that a change had an effect, in float64: somewhere ``actual`` and ``expected``
+    differ by more than :func:`assert_same_in_float64` allows."""
+    scale = float(expected.detach().abs().max())
+    difference = float((actual.detach() - expected.detach()).abs().max())
+    assert difference > PATHS_RTOL * scale, \
+        f"greatest difference {difference:.3g} is within float64 rounding ({PATHS_RTOL * scale:.3g})"
 
 
 def rounding_bound(reduction_length: int, magnitude: Number, dtype=torch.float32) -> float:
