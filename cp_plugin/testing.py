@@ -16,7 +16,9 @@ from typing import Callable, Optional, Union
 
 import torch
 
-__all__ = ["PATHS_RTOL", "assert_same_in_float64", "assert_differ_in_float64", "FLOAT32_ORDER_MARGIN", "assert_float32_like", "rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
+__all__ = ["PATHS_RTOL", "assert_same_in_float64", "assert_differ_in_float64",
+           "FLOAT32_ORDER_MARGIN", "assert_float32_like", "perturbed",
+           "rounding_bound", "assert_close_to_rounding", "assert_differ_beyond_rounding",
            "assert_step_matches", "summed_fan_in", "network_reduction_length",
            "cp_reduction_length", "search_rounding_bound"]
 
@@ -32,7 +34,8 @@ PATHS_RTOL = 1e-9
 PERTURB_VARIABLE = "CP_PLUGIN_TESTING_PERTURB"
 
 
-def _perturbed(actual: torch.Tensor) -> torch.Tensor:
+def perturbed(actual: torch.Tensor) -> torch.Tensor:
+    """``actual`` as the comparisons here see it: scaled by the harness's perturbation, if set."""
     relative = os.environ.get(PERTURB_VARIABLE)
     return actual if not relative else actual * (1 + float(relative))
 
@@ -50,7 +53,7 @@ def assert_same_in_float64(actual: torch.Tensor, expected: torch.Tensor, *,
                             f"(model.double(), inputs.double())")
     if scale is None:
         scale = float(expected.detach().abs().max())
-    torch.testing.assert_close(_perturbed(actual.detach()), expected.detach(), rtol=0,
+    torch.testing.assert_close(perturbed(actual.detach()), expected.detach(), rtol=0,
                                atol=PATHS_RTOL * scale, msg=msg)
 
 
@@ -72,7 +75,7 @@ def assert_float32_like(actual: torch.Tensor, measured: torch.Tensor, truth: tor
         raise TypeError(f"truth must be float64 and measured float32, got {truth.dtype} and "
                         f"{measured.dtype}")
     error = float((measured.double() - truth).abs().max())
-    torch.testing.assert_close(_perturbed(actual.detach().double()), truth, rtol=0,
+    torch.testing.assert_close(perturbed(actual.detach().double()), truth, rtol=0,
                                atol=FLOAT32_ORDER_MARGIN * error, msg=msg)
 
 
@@ -111,7 +114,7 @@ def assert_close_to_rounding(actual: torch.Tensor, expected: torch.Tensor, *,
         dtype: the precision the computations ran in; default the lower of the two.
     """
     atol = _tolerance(actual, expected, reduction_length, magnitude, dtype)
-    torch.testing.assert_close(_perturbed(actual.detach().to(expected.dtype)), expected.detach(),
+    torch.testing.assert_close(perturbed(actual.detach().to(expected.dtype)), expected.detach(),
                                rtol=0, atol=atol, msg=msg)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cp_plugin.mmaction  # noqa: F401  (registers our modules)
-from cp_plugin.testing import _perturbed, assert_same_in_float64
+from cp_plugin.testing import perturbed, assert_same_in_float64
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -95,7 +95,7 @@ def test_multi_view_scores_average_each_videos_views(small_config, tmp_path):
 
     views = [sample["inputs"] for sample in samples]
     tool = torch.stack([result["pred_score"] for result in results])
-    torch.testing.assert_close(_perturbed(tool), batched_scores(views), rtol=0, atol=0)
+    torch.testing.assert_close(perturbed(tool), batched_scores(views), rtol=0, atol=0)
 
     model.double()
     batched = batched_scores(views)

@@ -75,14 +75,15 @@ def describe_mismatch(model: nn.Module, state_dict: Dict) -> Optional[str]:
     if not (missing or unexpected or reshaped):
         return None
     cp_prefixes = [p for p, m in state_dict_prefixes(model) if isinstance(m, CPModule)]
-    in_cp = [k for k in missing if any(k.startswith(p) for p in cp_prefixes)]
-    elsewhere = [k for k in missing if k not in set(in_cp)]
+    owner = {k: next((p for p in cp_prefixes if k.startswith(p)), None) for k in missing}
+    in_cp = [k for k in missing if owner[k]]
+    elsewhere = [k for k in missing if not owner[k]]
     parts = []
     if missing:
         where = []
         if in_cp:
-            modules = sorted({p for p in cp_prefixes for k in in_cp if k.startswith(p)})
-            where.append(f"{len(in_cp)} in {len(modules)} CP module(s) ({_some(p[:-1] for p in modules)})")
+            modules = sorted({owner[k][:-1] for k in in_cp})
+            where.append(f"{len(in_cp)} in {len(modules)} CP module(s) ({_some(modules)})")
         if elsewhere:
             where.append(f"{len(elsewhere)} elsewhere ({_some(elsewhere)})")
         else:
